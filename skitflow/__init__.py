@@ -1,1 +1,21 @@
+"""skitflow: declarative ML pipeline recipes, compiled to Kubeflow Pipelines v2.
+
+The public API is imported lazily so that `import skitflow` (and `skitflow validate`) stays fast.
+"""
+
+from typing import Any
+
 __version__ = "0.1.0"
+
+_API = ("compile_recipe", "load_recipe", "load_recipe_text", "plan_recipe")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _API:
+        from skitflow import api
+
+        return getattr(api, name)
+    raise AttributeError(name)
+
+
+__all__ = ["__version__", *_API]

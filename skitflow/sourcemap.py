@@ -58,7 +58,16 @@ def parse_yaml(text: str, file: str) -> tuple[Any, SourceMap]:
     Raises RecipeError for syntax errors, duplicate keys and multi-document files.
     """
     source_map = SourceMap(file)
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)
+    except yaml.reader.ReaderError as exc:
+        line = text.count("\n", 0, exc.position) + 1
+        column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
+        raise RecipeError(
+            f"YAML syntax error: character {exc.character!r} is not allowed in YAML",
+            Location(file, line, column),
+            "remove control characters; save the file as UTF-8 text",
+        ) from None
     try:
         root = loader.get_single_node()
         if root is None:

@@ -1,0 +1,3 @@
+from skitflow.cli import main
+
+main()

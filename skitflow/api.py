@@ -1,0 +1,34 @@
+"""The Python API: what the CLI uses, for notebooks and scripts too."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+from skitflow.compiler import Package, compile_plan
+from skitflow.loader import LoadedRecipe, load_recipe_file, load_recipe_text
+from skitflow.plan import Plan, build_plan
+from skitflow.registry import Registry, default_registry
+
+
+def load_recipe(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> LoadedRecipe:
+    """Load and validate a recipe file (syntax, schema, templates)."""
+    return load_recipe_file(path, environ)
+
+
+def plan_recipe(loaded: LoadedRecipe, registry: Registry | None = None) -> Plan:
+    """Resolve a loaded recipe's steps against the registry into a checked plan."""
+    return build_plan(loaded, registry or default_registry())
+
+
+def compile_recipe(
+    recipe: str | os.PathLike[str] | LoadedRecipe,
+    registry: Registry | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Package:
+    """Recipe file (or loaded recipe) -> KFP package text, in memory."""
+    loaded = recipe if isinstance(recipe, LoadedRecipe) else load_recipe(recipe, environ)
+    return compile_plan(plan_recipe(loaded, registry))
+
+
+__all__ = ["compile_recipe", "load_recipe", "load_recipe_text", "plan_recipe", "Package", "Plan"]

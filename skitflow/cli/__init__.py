@@ -1,0 +1,68 @@
+"""The `skitflow` command line: thin typer commands, one module each.
+
+Heavy imports (kfp, pandas) happen inside the commands that need them, so `skitflow validate`
+stays fast enough to run on every save. A SkitflowError is printed without a traceback and sets
+the exit code (2: invalid input, 1: anything else failed).
+"""
+
+from __future__ import annotations
+
+import typer
+from typer.core import TyperGroup
+
+from skitflow.cli import common
+from skitflow.errors import SkitflowError
+
+
+class _Group(TyperGroup):
+    """Turns a SkitflowError from any command into its message and exit code, no traceback."""
+
+    def invoke(self, ctx):  # type: ignore[no-untyped-def]
+        try:
+            return super().invoke(ctx)
+        except SkitflowError as exc:
+            common.print_error(exc)
+            raise typer.Exit(exc.exit_code) from None
+
+
+app = typer.Typer(
+    cls=_Group,
+    name="skitflow",
+    help="Declarative ML pipeline recipes, compiled to Kubeflow Pipelines v2.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+    rich_markup_mode=None,
+)
+
+
+def _register() -> None:
+    from skitflow.cli import compile as compile_cmd
+    from skitflow.cli import run, schema, steps, submit, validate
+
+    app.command("validate")(validate.validate)
+    app.command("compile")(compile_cmd.compile_command)
+    app.command("run")(run.run)
+    app.command("submit")(submit.submit)
+    app.command("schedules")(submit.schedules)
+    app.command("schema")(schema.schema)
+    app.add_typer(steps.app, name="steps")
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", help="Print the version and exit."),
+) -> None:
+    if version:
+        from skitflow import __version__
+
+        typer.echo(__version__)
+        raise typer.Exit(0)
+
+
+_register()
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

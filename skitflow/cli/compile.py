@@ -1,0 +1,66 @@
+"""`skitflow compile`: recipes -> KFP v2 packages; nothing is written unless all are valid."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from skitflow.cli.common import print_warnings, stdout
+from skitflow.errors import SkitflowError
+
+RECIPE_SUFFIXES = (".yaml", ".yml")
+
+
+def find_recipes(paths: list[Path]) -> list[Path]:
+    """Files as given, and every *.yaml/*.yml under each folder, sorted."""
+    found: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found.extend(sorted(p for p in path.rglob("*") if p.suffix in RECIPE_SUFFIXES and p.is_file()))
+        elif path.exists():
+            found.append(path)
+        else:
+            raise SkitflowError(f"`{path}` does not exist", hint="give a recipe file or a folder of recipes")
+    if not found:
+        raise SkitflowError(f"no recipes (*.yaml) found in {', '.join(map(str, paths))}")
+    return found
+
+
+def compile_command(
+    recipe: Path = typer.Argument(..., help="A recipe file, or a folder of recipes."),
+    output: Path | None = typer.Option(
+        None, "-o", "--output",
+        help="Package file (for one recipe) or folder (for a folder). Default: build/NAME.yaml.",
+    ),
+) -> None:
+    """Compile recipes into Kubeflow Pipelines v2 packages (IR YAML)."""
+    from skitflow.api import compile_recipe
+    from skitflow.emit import write_atomically
+
+    files = find_recipes([recipe])
+    to_folder = recipe.is_dir() or output is None or output.suffix not in RECIPE_SUFFIXES
+    packages, problems = [], []
+    for file in files:
+        try:
+            packages.append((file, compile_recipe(file)))
+        except SkitflowError as exc:
+            if exc.exit_code != 2:
+                raise
+            problems.extend(exc.problems)
+    if problems:
+        raise SkitflowError(problems=problems)
+    names: dict[str, Path] = {}
+    for file, package in packages:
+        if package.name in names:
+            raise SkitflowError(
+                f"recipes `{names[package.name]}` and `{file}` are both named `{package.name}`",
+                hint="give each recipe a unique `name:`",
+            )
+        names[package.name] = file
+    for file, package in packages:
+        print_warnings(package.plan.warnings)
+        target = (output or Path("build")) / f"{package.name}.yaml" if to_folder else output
+        assert target is not None
+        write_atomically(target, package.text)
+        stdout().print(f"compiled {file} -> {target} ({len(package.plan.tasks)} tasks)", markup=False)

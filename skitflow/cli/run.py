@@ -1,0 +1,72 @@
+"""`skitflow run`: compile a recipe and execute that package on this machine."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from skitflow.cli.common import print_warnings, stdout
+
+_ICONS = {"running": "->", "succeeded": "ok", "failed": "!!", "cached": "==", "skipped": "--"}
+
+
+def run(
+    recipe: Path = typer.Argument(..., help="The recipe to run."),
+    param: list[str] = typer.Option([], "--param", "-p", help="NAME=VALUE; lists/dicts as JSON or YAML."),
+    params_file: Path | None = typer.Option(None, "--params-file", help="YAML/JSON file of parameter values."),
+    out: Path | None = typer.Option(None, "--out", help="Run folder (default: a new folder under runs/)."),
+    cache: bool = typer.Option(True, "--cache/--no-cache", help="Reuse results of unchanged finished tasks."),
+) -> None:
+    """Run a recipe end to end on this machine (no cluster, no Docker)."""
+    from skitflow.api import compile_recipe, load_recipe
+    from skitflow.local import default_out_dir, failure_error, run_package
+    from skitflow.parameters import parse_assignments, read_params_file, resolve_parameters
+
+    loaded = load_recipe(recipe)
+    given = read_params_file(params_file) if params_file else {}
+    given.update(parse_assignments(param))
+    arguments = resolve_parameters(loaded.recipe.parameters, given)
+    package = compile_recipe(loaded)
+    print_warnings(package.plan.warnings)
+    out_dir = out or default_out_dir(package.name)
+    console = stdout()
+    console.print(f"running {package.name} ({len(package.plan.tasks)} tasks) -> {out_dir}", markup=False)
+
+    seen: dict[str, tuple[str, int]] = {}
+
+    def show(state) -> None:
+        last_status, last_message = seen.get(state.id, ("", 0))
+        for message in state.messages[last_message:]:
+            console.print(f"     {state.id}: {message}", markup=False)
+        if state.status != last_status:
+            took = f" in {state.seconds:.1f}s" if state.seconds else ""
+            console.print(f"  {_ICONS.get(state.status, '  ')} {state.id} {state.status}{took}", markup=False)
+        seen[state.id] = (state.status, len(state.messages))
+
+    result = run_package(package, arguments, out_dir, recipe_file=str(recipe),
+                         cache_dir=Path("runs/.cache") if cache else None, listener=show)
+    print_summary(result)
+    if not result.succeeded:
+        raise failure_error(result, str(recipe))
+
+
+def print_summary(result) -> None:
+    from rich.table import Table
+
+    console = stdout()
+    table = Table("task", "status", "seconds", "rows", "artifacts", title=f"{result.recipe}: "
+                  f"{'succeeded' if result.succeeded else 'FAILED'} in {result.seconds:.1f}s")
+    for state in result.tasks.values():
+        table.add_row(state.id, state.status, "" if state.seconds is None else f"{state.seconds:.1f}",
+                      "" if state.rows is None else str(state.rows),
+                      "\n".join(f"{k}: {v}" for k, v in sorted(state.artifacts.items())))
+    console.print(table)
+    if result.metrics:
+        console.print("metrics: " + ", ".join(f"{k}={v:.4f}" for k, v in sorted(result.metrics.items())),
+                      markup=False)
+    if result.gate is not None:
+        verdict = "passed: the model was written to its sinks" if result.gate["passed"] else (
+            "FAILED: the model was not written to its sinks")
+        console.print(f"gate {verdict} (score {result.gate['score']})", markup=False)
+    console.print(f"run folder: {result.out_dir}", markup=False)

@@ -1,0 +1,23 @@
+"""`skitflow schema`: print the recipe JSON Schema (with every installed step)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def schema(
+    output: Path | None = typer.Option(None, "-o", "--output", help="Write to this file instead."),
+) -> None:
+    """Print the JSON Schema of recipes, including every registered step's settings."""
+    from skitflow.registry import default_registry
+    from skitflow.schema import schema_text
+
+    text = schema_text(default_registry())
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        from skitflow.emit import write_atomically
+
+        write_atomically(output, text)

@@ -1,0 +1,204 @@
+"""Plan -> KFP pipeline (through kfp's own DSL) -> package text (IR YAML).
+
+Pure: the package is built in memory; `emit.py` writes it. Nothing here hand-writes IR: tasks are
+kfp components wired by the DSL and compiled by kfp's pipeline-spec builder, so the package is
+exactly what `kfp.compiler.Compiler` would write for the same pipeline.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from skitflow.errors import SkitflowError
+from skitflow.plan import Condition, Plan, Ref, Task
+from skitflow.recipe import PARAM_TYPES, parse_duration
+from skitflow.templating import ParamRef
+
+
+@dataclass(frozen=True)
+class Package:
+    """A compiled pipeline package."""
+
+    name: str
+    text: str  # IR YAML: PipelineSpec document, then PlatformSpec when Kubernetes options are used
+    plan: Plan
+
+
+def task_spec(plan: Plan, task: Task) -> str:
+    """The JSON a task's runtime receives: its steps, settings and parameter types."""
+    spec: dict[str, Any] = {
+        "recipe": plan.name,
+        "recipe_hash": plan.recipe_hash,
+        "task": task.id,
+        "format": plan.dataset_format,
+        "param_types": {name: plan.parameters[name].type for name in task.params},
+        "calls": [
+            {"step": c.step, "location": c.location, "settings": c.settings} for c in task.calls
+        ],
+    }
+    if task.probe:
+        spec["probe"] = task.probe
+    if task.role:
+        spec["role"] = task.role
+    if task.gate:
+        gate = {"metric": task.gate.metric, "min": task.gate.min, "max": task.gate.max}
+        spec["gate"] = {k: v for k, v in gate.items() if v is not None}
+    return json.dumps(spec, sort_keys=True, separators=(",", ":"), default=_json_default)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, ParamRef):
+        return value.to_json()
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    raise TypeError(f"cannot serialise {type(value).__name__}")
+
+
+def build_pipeline(plan: Plan) -> Any:
+    """The kfp pipeline object (a GraphComponent) for a plan."""
+    from kfp import dsl
+
+    from skitflow.components import FUNCTIONS
+
+    param_names = list(plan.parameters)
+
+    def body(*args: Any) -> None:
+        channels = dict(zip(param_names, args, strict=True))
+        made: dict[str, Any] = {}
+
+        def output(ref: Ref) -> Any:
+            return made[ref.task].outputs[ref.output]
+
+        def add(task: Task) -> None:
+            component = dsl.component(
+                FUNCTIONS[task.component], base_image=task.options.image or plan.image,
+                install_kfp_package=False,
+            )
+            component.component_spec.name = task.id
+            arguments: dict[str, Any] = {
+                "spec": task_spec(plan, task),
+                "params": {name: channels[name] for name in task.params},
+            }
+            for name, refs in task.inputs.items():
+                arguments[name] = output(refs[0]) if len(refs) == 1 else dsl.OneOf(*map(output, refs))
+            made[task.id] = _apply_options(component(**arguments), task)
+
+        def condition(cond: Condition) -> Any:
+            left = channels[cond.param] if cond.param else output(cond.ref)  # type: ignore[arg-type]
+            return _OPERATORS[cond.op](left, cond.value)
+
+        for group in _condition_groups(plan.tasks):
+            first = group[0]
+            if first.condition is None:
+                for task in group:
+                    add(task)
+            elif first.branch == "else":
+                with dsl.Else():
+                    for task in group:
+                        add(task)
+            else:
+                with dsl.If(condition(first.condition), name=first.condition.label):
+                    for task in group:
+                        add(task)
+
+    body.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [
+            inspect.Parameter(
+                name,
+                inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                annotation=PARAM_TYPES[spec.type],
+                default=inspect.Parameter.empty if spec.default is None else spec.default,
+            )
+            for name, spec in plan.parameters.items()
+        ]
+    )
+    body.__name__ = plan.name.replace("-", "_")
+    body.__doc__ = plan.description or None
+    return dsl.pipeline(name=plan.name, description=plan.description or None)(body)
+
+
+_OPERATORS: dict[str, Callable[[Any, Any], Any]] = {
+    "==": lambda a, b: a == b,
+    "!=": lambda a, b: a != b,
+    "<": lambda a, b: a < b,
+    "<=": lambda a, b: a <= b,
+    ">": lambda a, b: a > b,
+    ">=": lambda a, b: a >= b,
+}
+
+
+def _condition_groups(tasks: tuple[Task, ...]) -> list[list[Task]]:
+    """Consecutive tasks under the same condition and branch share one dsl.If/dsl.Else block."""
+    groups: list[list[Task]] = []
+    for task in tasks:
+        if groups and (groups[-1][0].condition, groups[-1][0].branch) == (task.condition, task.branch):
+            groups[-1].append(task)
+        else:
+            groups.append([task])
+    return groups
+
+
+def _apply_options(task: Any, planned: Task) -> Any:
+    """Resources, retries, caching and Kubernetes settings through kfp and kfp-kubernetes."""
+    options = planned.options
+    if options.resources:
+        r = options.resources
+        if r.cpu is not None:
+            task.set_cpu_request(str(r.cpu))
+        if r.cpu_limit is not None:
+            task.set_cpu_limit(str(r.cpu_limit))
+        if r.memory:
+            task.set_memory_request(r.memory)
+        if r.memory_limit:
+            task.set_memory_limit(r.memory_limit)
+        if r.gpu:
+            task.set_accelerator_type(r.gpu.type)
+            task.set_accelerator_limit(r.gpu.count)
+    if options.retries:
+        task.set_retry(
+            num_retries=options.retries.count,
+            backoff_duration=f"{parse_duration(options.retries.backoff)}s",
+            backoff_factor=2.0,
+        )
+    if options.caching is not None:
+        task.set_caching_options(options.caching)
+    if options.timeout or options.node_selector or options.tolerations or options.secrets:
+        from kfp import kubernetes
+
+        if options.timeout:
+            kubernetes.set_timeout(task, parse_duration(options.timeout))
+        for key, value in sorted((options.node_selector or {}).items()):
+            kubernetes.add_node_selector(task, label_key=key, label_value=value)
+        for tol in options.tolerations or []:
+            kubernetes.add_toleration(task, key=tol.key, operator=tol.operator, value=tol.value,
+                                      effect=tol.effect)
+        for secret in options.secrets or []:
+            kubernetes.use_secret_as_env(
+                task, secret_name=secret.secret,
+                secret_key_to_env={key: env for env, key in sorted(secret.env.items())},
+            )
+    return task
+
+
+def compile_plan(plan: Plan) -> Package:
+    """Build the pipeline with kfp and serialise it exactly as kfp's compiler would."""
+    import yaml
+    from google.protobuf import json_format
+    from kfp.compiler import pipeline_spec_builder
+
+    try:
+        pipeline = build_pipeline(plan)
+    except Exception as exc:  # kfp refused what the plan asked for: a skitflow bug or limit
+        raise SkitflowError(f"kfp could not build pipeline `{plan.name}`: {exc}", exit_code=1) from exc
+    spec = json_format.MessageToDict(pipeline.pipeline_spec)
+    documents = [spec]
+    platform = pipeline.platform_spec
+    if len(platform.platforms) > 0:
+        documents.append(json_format.MessageToDict(platform))
+    comments = pipeline_spec_builder.extract_comments_from_pipeline_spec(spec, plan.description or None)
+    text = comments + yaml.dump_all(documents, sort_keys=True)
+    return Package(plan.name, text, plan)

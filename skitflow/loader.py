@@ -1,0 +1,189 @@
+"""Recipe text -> validated Recipe, with every problem located in the file.
+
+`load_recipe_text` is pure (text and environment in, Recipe out); `load_recipe_file` reads the file
+and hands over. All problems found are reported together, each with file:line:col.
+"""
+
+from __future__ import annotations
+
+import os
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path as FsPath
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from skitflow.errors import Problem, RecipeError, did_you_mean
+from skitflow.recipe import Recipe
+from skitflow.sourcemap import Path, SourceMap, parse_yaml
+from skitflow.templating import Renderer, TemplateProblem
+
+#: Values that are never templated: parameter declarations and run-time conditions.
+_NOT_TEMPLATED = ("parameters",)
+
+
+@dataclass(frozen=True)
+class LoadedRecipe:
+    """A valid recipe with what is needed to point back into its file."""
+
+    recipe: Recipe
+    source_map: SourceMap
+    text: str
+
+    @property
+    def file(self) -> str:
+        return self.source_map.file
+
+
+def load_recipe_file(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> LoadedRecipe:
+    """Read and load a recipe file; a missing or unreadable file is a RecipeError too."""
+    file = str(path)
+    try:
+        text = FsPath(file).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise RecipeError(f"recipe file `{file}` does not exist", hint="check the path") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RecipeError(f"cannot read recipe file `{file}`: {exc}") from None
+    return load_recipe_text(text, file, os.environ if environ is None else environ)
+
+
+def load_recipe_text(
+    text: str, file: str = "<recipe>", environ: Mapping[str, str] | None = None
+) -> LoadedRecipe:
+    """Parse, template and validate a recipe document (no I/O)."""
+    raw, source_map = parse_yaml(text, file)
+    if not isinstance(raw, dict):
+        raise RecipeError(
+            "a recipe must be a YAML mapping with `apiVersion`, `name`, `source`, ...",
+            source_map.locate(())[0],
+            "start from the example in README.md",
+        )
+    problems: list[Problem] = []
+    rendered = _render_templates(raw, source_map, environ or {}, problems)
+    try:
+        recipe = Recipe.model_validate(rendered)
+    except ValidationError as exc:
+        problems.extend(pydantic_problems(exc, rendered, source_map, Recipe))
+        recipe = None
+    if problems or recipe is None:
+        raise RecipeError(problems=problems)
+    return LoadedRecipe(recipe, source_map, text)
+
+
+def _render_templates(
+    raw: dict[str, Any], source_map: SourceMap, environ: Mapping[str, str], problems: list[Problem]
+) -> dict[str, Any]:
+    params = raw.get("parameters")
+    names = tuple(params) if isinstance(params, dict) else ()
+    recipe_info = {"name": raw.get("name", ""), "description": raw.get("description", "")}
+    renderer = Renderer(recipe_info, tuple(str(n) for n in names), environ)
+
+    def walk(value: Any, path: Path) -> Any:
+        if isinstance(value, dict):
+            return {
+                k: (v if not path and k in _NOT_TEMPLATED else walk(v, (*path, k)))
+                for k, v in value.items()
+            }
+        if isinstance(value, list):
+            return [walk(v, (*path, i)) for i, v in enumerate(value)]
+        if isinstance(value, str):
+            try:
+                return renderer.render(value)
+            except TemplateProblem as exc:
+                problems.append(source_map.problem(path, exc.message, exc.hint))
+                return value
+        return value
+
+    return walk(raw, ())
+
+
+def pydantic_problems(
+    exc: ValidationError,
+    data: Any,
+    source_map: SourceMap,
+    model: type[BaseModel],
+    prefix: Path = (),
+    noun: str = "key",
+) -> list[Problem]:
+    """Translate pydantic's errors into located problems with did-you-mean hints."""
+    problems = []
+    for error in exc.errors(include_url=False, include_input=False):
+        path, fields = _real_path(error["loc"], data, model)
+        full = (*prefix, *path)
+        kind = error["type"]
+        if kind == "extra_forbidden":
+            key = str(path[-1]) if path else "?"
+            hint = did_you_mean(key, fields) or (
+                f"allowed: {', '.join(sorted(fields))}" if fields else None
+            )
+            problems.append(source_map.problem(full, f"unknown {noun} `{key}`", hint, key=True))
+        elif kind == "missing":
+            missing = str(error["loc"][-1])
+            problems.append(
+                source_map.problem(full[:-1] if path and path[-1] == missing else full,
+                                   f"missing required {noun} `{missing}`",
+                                   f"add `{missing}:`", key=True)
+            )
+        else:
+            label = ".".join(str(p) for p in path) or "value"
+            message = error["msg"]
+            if message.startswith("Value error, "):
+                message = message[len("Value error, "):]
+            problems.append(source_map.problem(full, f"`{label}`: {message}"))
+    return problems
+
+
+def _real_path(loc: Sequence[Any], data: Any, model: type[BaseModel]) -> tuple[Path, list[str]]:
+    """Keep only loc segments that exist in the data (pydantic adds union/type names).
+
+    Also returns the field names allowed beside the last segment, for suggestions.
+    """
+    path: list[str | int] = []
+    current: Any = data
+    annotation: Any = model
+    fields: list[str] = _model_fields(model)
+    for segment in loc:
+        fields = _model_fields(annotation)
+        if isinstance(current, dict) and segment in current:
+            path.append(segment)
+            current = current[segment]
+            annotation = _child_annotation(annotation, segment)
+        elif isinstance(current, list) and isinstance(segment, int) and segment < len(current):
+            path.append(segment)
+            current = current[segment]
+            annotation = _child_annotation(annotation, segment)
+        elif isinstance(segment, str) and fields and segment in fields:
+            path.append(segment)  # a missing field: point at its parent, name the field
+            break
+    return tuple(path), fields
+
+
+def _unwrap(annotation: Any) -> list[Any]:
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return [a for arg in typing.get_args(annotation) for a in _unwrap(arg)]
+    return [annotation]
+
+
+def _model_fields(annotation: Any) -> list[str]:
+    for option in _unwrap(annotation):
+        if isinstance(option, type) and issubclass(option, BaseModel):
+            return [f.alias or name for name, f in option.model_fields.items()]
+    return []
+
+
+def _child_annotation(annotation: Any, segment: str | int) -> Any:
+    for option in _unwrap(annotation):
+        if isinstance(option, type) and issubclass(option, BaseModel):
+            for name, info in option.model_fields.items():
+                if segment in (name, info.alias):
+                    return info.annotation
+        origin = typing.get_origin(option)
+        if origin in (list, tuple) and isinstance(segment, int):
+            return typing.get_args(option)[0]
+        if origin is dict and isinstance(segment, str):
+            return typing.get_args(option)[1]
+    return Any

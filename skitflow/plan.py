@@ -1,0 +1,589 @@
+"""Recipe + registry -> Plan: the pipeline's tasks, their wiring and their checked settings.
+
+Pure: no files, no network, no clock, no kfp. Everything a user can get wrong about step names,
+settings, options and columns is found here, all at once, each at its line in the recipe.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import ValidationError
+
+from skitflow import __version__
+from skitflow.errors import Problem, RecipeError, did_you_mean
+from skitflow.loader import LoadedRecipe, pydantic_problems
+from skitflow.recipe import (
+    SLOT_OPTIONS,
+    Gate,
+    Gpu,
+    ItemOptions,
+    Parameter,
+    Recipe,
+    Resources,
+    Schedule,
+    TaskOptions,
+)
+from skitflow.registry import Registry
+from skitflow.sourcemap import Path, SourceMap
+from skitflow.steps.base import Columns, Kind, Step
+from skitflow.templating import ParamRef, referenced_params
+
+DEFAULT_IMAGE = f"ghcr.io/skitflow/skitflow:{__version__}"
+SLOT_KIND = {
+    "source": Kind.SOURCE,
+    "steps": Kind.TRANSFORM,
+    "sinks": Kind.SINK,
+    "split": Kind.SPLIT,
+    "trainer": Kind.TRAINER,
+    "evaluator": Kind.EVALUATOR,
+}
+Component = Literal["prepare", "transform", "sink", "split", "train", "evaluate"]
+_SAMPLES = {"str": "x", "int": 1, "float": 0.5, "bool": False, "list": [], "dict": {}}
+
+
+@dataclass(frozen=True)
+class StepCall:
+    """One step with its settings as written (ParamRefs still symbolic)."""
+
+    step: str
+    kind: Kind
+    settings: dict[str, Any]
+    location: str  # "recipe.yaml:12:5", carried into the package for run-time errors
+    params: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Ref:
+    """An output of an earlier task."""
+
+    task: str
+    output: str
+
+
+@dataclass(frozen=True)
+class Condition:
+    """A run-time condition compiled to `dsl.If`: a parameter or a task output against a value."""
+
+    label: str
+    op: str
+    value: Any
+    param: str | None = None
+    ref: Ref | None = None
+
+
+@dataclass(frozen=True)
+class Task:
+    id: str
+    component: Component
+    calls: tuple[StepCall, ...]
+    inputs: dict[str, tuple[Ref, ...]]  # several refs: exactly one ran (dsl.OneOf)
+    options: TaskOptions
+    condition: Condition | None = None
+    branch: Literal["if", "else"] | None = None
+    probe: str | None = None  # data expression this task evaluates on its output
+    gate: Gate | None = None
+    role: str | None = None  # what a sink writes: dataset, train, test, model, metrics, report
+
+    @property
+    def params(self) -> tuple[str, ...]:
+        used = {p for call in self.calls for p in call.params}
+        if self.gate is not None:
+            used |= referenced_params([self.gate.min, self.gate.max])
+        return tuple(sorted(used))
+
+
+@dataclass(frozen=True)
+class Plan:
+    name: str
+    description: str
+    version: str | None
+    parameters: dict[str, Parameter]
+    image: str
+    dataset_format: str
+    recipe_hash: str
+    tasks: tuple[Task, ...]
+    schedule: Schedule | None = None
+    warnings: tuple[Problem, ...] = ()
+
+    def task(self, task_id: str) -> Task:
+        return next(t for t in self.tasks if t.id == task_id)
+
+
+@dataclass
+class _Columns:
+    """Columns known at a point of the recipe, and where the vanished ones went."""
+
+    known: Columns
+    gone: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class _Item:
+    call: StepCall
+    step: Step
+    settings: Any
+    options: ItemOptions
+    path: Path
+    explicit: frozenset[str]  # option names the user wrote on this item
+    checkable: bool  # False when a parameter without default feeds a setting
+
+
+def build_plan(loaded: LoadedRecipe, registry: Registry) -> Plan:
+    """Resolve every step against the registry and lay out the tasks; raise on any problem."""
+    return _Planner(loaded, registry).build()
+
+
+class _Planner:
+    def __init__(self, loaded: LoadedRecipe, registry: Registry) -> None:
+        self.recipe: Recipe = loaded.recipe
+        self.map: SourceMap = loaded.source_map
+        self.registry = registry
+        self.problems: list[Problem] = []
+        self.warnings: list[Problem] = []
+        self.file_label = os.path.basename(self.map.file)
+        self.used_ids: set[str] = set()
+
+    # -- items -------------------------------------------------------------------------------
+    def parse_item(self, slot: str, item: dict[str, Any], path: Path) -> _Item | None:
+        allowed = SLOT_OPTIONS[slot]
+        all_options = set(ItemOptions.model_fields)
+        kind = SLOT_KIND[slot]
+        option_values = {k: v for k, v in item.items() if k in all_options}
+        candidates = [k for k in item if k not in all_options]
+        for key in option_values:
+            if key not in allowed:
+                self.problems.append(
+                    self.map.problem((*path, key), f"`{key}` is not an option of {slot}",
+                                     f"options here: {', '.join(sorted(allowed))}", key=True)
+                )
+        if not candidates:
+            self.problems.append(
+                self.map.problem(path, f"no step named in this {slot} item",
+                                 f"name one, e.g. `{self.registry.names(kind)[0] if self.registry.names(kind) else 'step'}: {{...}}`")
+            )
+            return None
+        if len(candidates) > 1:
+            known = [c for c in candidates if c in self.registry]
+            unknown = [c for c in candidates if c not in self.registry]
+            for name in unknown:
+                hint = did_you_mean(name, [*self.registry.names(kind), *allowed])
+                self.problems.append(
+                    self.map.problem((*path, name), f"unknown step or option `{name}`", hint, key=True)
+                )
+            if len(known) > 1:
+                self.problems.append(
+                    self.map.problem((*path, known[1]), f"one item names two steps: `{known[0]}` and `{known[1]}`",
+                                     "give each step its own list item", key=True)
+                )
+            return None
+        name = candidates[0]
+        entry = self.registry.get(name)
+        if entry is None:
+            hint = did_you_mean(name, self.registry.names(kind)) or did_you_mean(name, allowed) or (
+                f"{kind.value} steps: {', '.join(self.registry.names(kind))}; `skitflow steps` lists all"
+            )
+            self.problems.append(self.map.problem((*path, name), f"unknown {kind.value} step `{name}`", hint, key=True))
+            return None
+        if entry.kind != kind:
+            self.problems.append(
+                self.map.problem((*path, name), f"`{name}` is a {entry.kind.value} step, not a {kind.value} step",
+                                 f"{kind.value} steps: {', '.join(self.registry.names(kind))}", key=True)
+            )
+            return None
+        raw_settings = item[name]
+        if raw_settings is None:
+            raw_settings = {}
+        if not isinstance(raw_settings, dict):
+            self.problems.append(
+                self.map.problem((*path, name), f"settings of `{name}` must be a mapping",
+                                 f"write `{name}: {{...}}`; `skitflow steps show {name}` lists them")
+            )
+            return None
+        step = entry.step()
+        view, checkable = self._validation_view(raw_settings)
+        settings = None
+        try:
+            settings = step.Settings.model_validate(view)
+        except ValidationError as exc:
+            self.problems.extend(
+                pydantic_problems(exc, view, self.map, step.Settings, (*path, name), noun=f"setting of `{name}`")
+            )
+        try:
+            options = ItemOptions.model_validate(option_values)
+        except ValidationError as exc:
+            self.problems.extend(pydantic_problems(exc, option_values, self.map, ItemOptions, path, noun="option"))
+            options = ItemOptions()
+        if settings is None:
+            return None
+        location, _ = self.map.locate((*path, name), key=True)
+        call = StepCall(
+            step=name,
+            kind=kind,
+            settings=raw_settings,
+            location=f"{self.file_label}:{location.line}:{location.column}",
+            params=tuple(sorted(referenced_params(raw_settings))),
+        )
+        return _Item(call, step, settings, options, path, frozenset(option_values), checkable)
+
+    def _validation_view(self, value: Any) -> tuple[Any, bool]:
+        """Settings with each ParamRef replaced by its default (or a sample of its type)."""
+        checkable = True
+
+        def swap(v: Any) -> Any:
+            nonlocal checkable
+            if isinstance(v, ParamRef):
+                spec = self.recipe.parameters[v.name]
+                if spec.default is None:
+                    checkable = False
+                    return _SAMPLES[spec.type]
+                return spec.default
+            if isinstance(v, dict):
+                return {k: swap(x) for k, x in v.items()}
+            if isinstance(v, list):
+                return [swap(x) for x in v]
+            return v
+
+        return swap(value), checkable
+
+    # -- columns -----------------------------------------------------------------------------
+    def flow(self, item: _Item, columns: _Columns) -> _Columns:
+        if item.checkable and columns.known is not None:
+            for column in item.step.needs(item.settings):
+                if column not in columns.known:
+                    if column in columns.gone:
+                        hint = f"`{column}` was {columns.gone[column]}; re-order or drop that step"
+                    else:
+                        hint = did_you_mean(column, columns.known) or (
+                            "columns here: " + ", ".join(f"`{c}`" for c in columns.known[:12])
+                            + (" ..." if len(columns.known) > 12 else "")
+                        )
+                    self.problems.append(
+                        self.map.problem((*item.path, item.call.step),
+                                         f"`{item.call.step}` needs column `{column}`, which does not exist here",
+                                         hint, key=True)
+                    )
+        after = item.step.columns_after(item.settings, columns.known)
+        gone = dict(columns.gone)
+        if columns.known is not None and after is not None:
+            for column in columns.known:
+                if column not in after:
+                    gone[column] = f"removed by `{item.call.step}` at {item.call.location}"
+        if after is not None:
+            for column in after:
+                gone.pop(column, None)
+        return _Columns(after, gone)
+
+    # -- tasks -------------------------------------------------------------------------------
+    def task_id(self, wanted: str | None, default: str) -> str:
+        base = wanted or default.replace("_", "-")
+        candidate, n = base, 2
+        while candidate in self.used_ids:
+            candidate, n = f"{base}-{n}", n + 1
+        self.used_ids.add(candidate)
+        return candidate
+
+    def merge_options(self, items: list[_Item], defaults: TaskOptions) -> TaskOptions:
+        """Recipe defaults, overridden by what the items set; fused items must agree."""
+        updates: dict[str, Any] = {}
+        setter: dict[str, _Item] = {}
+        for item in items:
+            for name in sorted(item.explicit & set(TaskOptions.model_fields)):
+                value = getattr(item.options, name)
+                if name in setter and updates[name] != value:
+                    self.problems.append(
+                        self.map.problem((*item.path, name),
+                                         f"`{name}` differs from `{setter[name].call.step}` fused into the same task",
+                                         "set `isolate: true` on one of them, or give both the same value",
+                                         key=True)
+                    )
+                setter[name], updates[name] = item, value
+        return defaults.model_copy(update=updates)
+
+    def build(self) -> Plan:
+        r = self.recipe
+        defaults = r.defaults
+        image = r.image or defaults.image or DEFAULT_IMAGE
+        if defaults.caching is None and _mutable_tag(image):
+            self.warnings.append(
+                self.map.problem(("image",), f"image `{image}` has a mutable tag; caching is turned off",
+                                 "pin a version tag or digest to let Kubeflow reuse cached results")
+            )
+            defaults = defaults.model_copy(update={"caching": False})
+        if not r.image and not defaults.image:
+            defaults = defaults.model_copy(update={"image": image})
+        elif r.image:
+            defaults = defaults.model_copy(update={"image": r.image})
+
+        source = self.parse_item("source", r.source, ("source",))
+        transforms = [self.parse_item("steps", it, ("steps", i)) for i, it in enumerate(r.steps)]
+        sinks = [self.parse_item("sinks", it, ("sinks", i)) for i, it in enumerate(r.sinks)]
+        split = self.parse_item("split", r.split, ("split",)) if r.split is not None else None
+        otherwise = None
+        if split is not None and split.options.otherwise is not None:
+            otherwise = self.parse_item("split", split.options.otherwise, ("split", "otherwise"))
+        trainer = self.parse_item("trainer", r.trainer, ("trainer",)) if r.trainer is not None else None
+        evaluator = self.parse_item("evaluator", r.evaluator, ("evaluator",)) if r.evaluator is not None else None
+
+        # Columns, in recipe order.
+        columns = _Columns(None)
+        if source is not None:
+            columns = self.flow(source, columns)
+        for item in transforms:
+            if item is not None:
+                columns = self.flow(item, columns)
+        dataset_columns = columns
+        if split is not None:
+            after = self.flow(split, dataset_columns)
+            if otherwise is not None:
+                other = self.flow(otherwise, dataset_columns)
+                if after.known is not None and other.known is not None:
+                    after = _Columns([c for c in after.known if c in other.known], {**after.gone, **other.gone})
+                else:
+                    after = _Columns(None, after.gone)
+            columns = after
+        for item in (trainer, evaluator):
+            if item is not None:
+                self.flow(item, columns)
+
+        self.check_structure(split, otherwise, trainer, evaluator, sinks)
+        if self.problems or source is None or any(i is None for i in (*transforms, *sinks)):
+            raise RecipeError(problems=self.problems or [Problem("invalid recipe")])
+
+        tasks: list[Task] = []
+        # Source and the transforms up to the first isolated one run in one task; then groups.
+        groups: list[list[_Item]] = [[source]]
+        for item in transforms:
+            assert item is not None
+            if item.options.isolate or groups[-1][-1].options.isolate:
+                groups.append([item])
+            else:
+                groups[-1].append(item)
+        dataset: Ref | None = None
+        for index, group in enumerate(groups):
+            names = [g.call.step for g in group]
+            default = names[0] if len(names) == 1 else (
+                "-".join(names) if len(names) <= 3 else f"{names[0]}-to-{names[-1]}"
+            )
+            wanted = next((g.options.name for g in group if g.options.name), None)
+            task_id = self.task_id(wanted, default)
+            tasks.append(Task(
+                id=task_id,
+                component="prepare" if index == 0 else "transform",
+                calls=tuple(g.call for g in group),
+                inputs={} if dataset is None else {"data": (dataset,)},
+                options=self.merge_options(group, defaults),
+            ))
+            dataset = Ref(task_id, "out")
+        assert dataset is not None
+
+        outputs: dict[str, tuple[Ref, ...]] = {"dataset": (dataset,)}
+        for item in sinks:
+            assert item is not None
+            if item.options.input == "dataset":
+                tasks.append(self.sink_task(item, outputs, defaults))
+
+        if split is not None:
+            condition = self.condition(split, dataset, tasks)
+            split_ids = []
+            for branch, item in (("if", split), ("else", otherwise)):
+                if item is None:
+                    continue
+                task_id = self.task_id(item.options.name, f"split-{item.call.step}")
+                split_ids.append(task_id)
+                tasks.append(Task(
+                    id=task_id, component="split", calls=(item.call,),
+                    inputs={"data": (dataset,)}, options=self.merge_options([item], defaults),
+                    condition=condition, branch=branch if condition else None,
+                ))
+            outputs["train"] = tuple(Ref(t, "train") for t in split_ids)
+            outputs["test"] = tuple(Ref(t, "test") for t in split_ids)
+            # Without an `otherwise`, train/test exist only inside the condition's branch.
+            inside = condition if otherwise is None else None
+            for item in sinks:
+                assert item is not None
+                if item.options.input in ("train", "test"):
+                    tasks.append(self.sink_task(item, outputs, defaults, inside,
+                                                "if" if inside else None))
+
+        if trainer is not None:
+            options = self.merge_options([trainer], defaults)
+            accelerator = trainer.step.accelerator(trainer.settings)  # type: ignore[attr-defined]
+            if accelerator and not (options.resources and options.resources.gpu):
+                gpu = Gpu(type=accelerator[0], count=accelerator[1])
+                resources = (options.resources or Resources()).model_copy(update={"gpu": gpu})
+                options = options.model_copy(update={"resources": resources})
+            task_id = self.task_id(trainer.options.name, f"train-{trainer.call.step}")
+            tasks.append(Task(id=task_id, component="train", calls=(trainer.call,),
+                              inputs={"train": outputs["train"]}, options=options))
+            outputs["model"] = (Ref(task_id, "model"),)
+
+        gate_condition = None
+        if evaluator is not None:
+            task_id = self.task_id(evaluator.options.name, f"evaluate-{evaluator.call.step}")
+            tasks.append(Task(id=task_id, component="evaluate", calls=(evaluator.call,),
+                              inputs={"model": outputs["model"], "test": outputs["test"]},
+                              options=self.merge_options([evaluator], defaults),
+                              gate=evaluator.options.gate))
+            outputs["metrics"] = (Ref(task_id, "metrics"),)
+            outputs["report"] = (Ref(task_id, "report"),)
+            gate = evaluator.options.gate
+            if gate is not None:
+                gate_condition = Condition(
+                    label=f"gate-{gate.metric}".replace("_", "-"), op="==", value=True,
+                    ref=Ref(task_id, "passed"),
+                )
+        for item in sinks:
+            assert item is not None
+            if item.options.input in ("model", "metrics", "report"):
+                tasks.append(self.sink_task(item, outputs, defaults, gate_condition))
+
+        if self.problems:
+            raise RecipeError(problems=self.problems)
+        return Plan(
+            name=r.name,
+            description=r.description,
+            version=r.version,
+            parameters=dict(r.parameters),
+            image=image,
+            dataset_format=r.dataset_format,
+            recipe_hash=recipe_hash(r),
+            tasks=tuple(tasks),
+            schedule=r.schedule,
+            warnings=tuple(self.warnings),
+        )
+
+    def sink_task(self, item: _Item, outputs: dict[str, tuple[Ref, ...]], defaults: TaskOptions,
+                  condition: Condition | None = None, branch: Literal["if"] | None = None) -> Task:
+        role = item.options.input
+        task_id = self.task_id(item.options.name, f"{item.call.step}-{role}")
+        return Task(id=task_id, component="sink", calls=(item.call,), inputs={"data": outputs[role]},
+                    options=self.merge_options([item], defaults), condition=condition,
+                    branch=branch, role=role)
+
+    def check_structure(self, split: _Item | None, otherwise: _Item | None, trainer: _Item | None,
+                        evaluator: _Item | None, sinks: Iterable[_Item | None]) -> None:
+        if trainer is not None and split is None:
+            self.problems.append(self.map.problem(("trainer",), "a trainer needs a `split:` to train on",
+                                                  "add `split: {train_test: {test_size: 0.2}}`", key=True))
+        if evaluator is not None and trainer is None:
+            self.problems.append(self.map.problem(("evaluator",), "an evaluator needs a `trainer:` to evaluate",
+                                                  key=True))
+        if split is not None and split.options.when and otherwise is None and trainer is not None:
+            self.problems.append(self.map.problem(("split", "when"),
+                                                  "a conditional split needs `otherwise:` when a trainer follows",
+                                                  "say what to do when the condition is false, e.g. "
+                                                  "`otherwise: {by_column: {column: split}}`"))
+        if split is not None and split.options.otherwise is not None and not split.options.when:
+            self.problems.append(self.map.problem(("split", "otherwise"), "`otherwise:` without `when:`",
+                                                  "add a `when:` condition or remove `otherwise:`", key=True))
+        available = {"dataset"}
+        if split is not None:
+            available |= {"train", "test"}
+        if trainer is not None:
+            available.add("model")
+        if evaluator is not None:
+            available |= {"metrics", "report"}
+        for item in sinks:
+            if item is not None and item.options.input not in available:
+                self.problems.append(self.map.problem((*item.path, "input"),
+                                                      f"this recipe produces no `{item.options.input}` to write",
+                                                      f"inputs available: {', '.join(sorted(available))}"))
+
+    def condition(self, split: _Item, dataset: Ref, tasks: list[Task]) -> Condition | None:
+        """Compile `when:` into a parameter condition or a data probe on the dataset's task."""
+        text = split.options.when
+        if not text:
+            return None
+        path = ("split", "when")
+        try:
+            parsed = parse_when(text, tuple(self.recipe.parameters))
+        except ValueError as exc:
+            self.problems.append(self.map.problem(path, f"invalid `when`: {exc}",
+                                                  "write `params.NAME == value` or a data expression over "
+                                                  "`rows` and `columns`, e.g. `\"split\" not in columns`"))
+            return None
+        if parsed[0] == "param":
+            _, name, op, value = parsed
+            return Condition(label=f"when-{name}".replace("_", "-"), op=op, value=value, param=name)
+        # A data condition: the task that made the dataset evaluates it and outputs `probe`.
+        index = next(i for i, t in enumerate(tasks) if t.id == dataset.task)
+        tasks[index] = _replace(tasks[index], probe=text)
+        return Condition(label="when-data", op="==", value=True, ref=Ref(dataset.task, "probe"))
+
+
+def _replace(task: Task, **changes: Any) -> Task:
+    from dataclasses import replace
+
+    return replace(task, **changes)
+
+
+_OPS = {ast.Eq: "==", ast.NotEq: "!=", ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">="}
+
+
+def parse_when(text: str, parameters: tuple[str, ...]) -> tuple:
+    """`params.NAME <op> literal` -> ("param", NAME, op, value); a data expression -> ("data", text)."""
+    try:
+        tree = ast.parse(text.strip(), mode="eval").body
+    except SyntaxError as exc:
+        raise ValueError(f"syntax error at column {exc.offset}") from None
+
+    def param_name(node: ast.AST) -> str | None:
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "params":
+            if node.attr not in parameters:
+                hint = did_you_mean(node.attr, parameters)
+                raise ValueError(f"unknown parameter `{node.attr}`" + (f"; {hint}" if hint else ""))
+            return node.attr
+        return None
+
+    if (name := param_name(tree)) is not None:
+        return ("param", name, "==", True)
+    if isinstance(tree, ast.UnaryOp) and isinstance(tree.op, ast.Not) and (name := param_name(tree.operand)):
+        return ("param", name, "==", False)
+    if isinstance(tree, ast.Compare) and len(tree.ops) == 1 and (name := param_name(tree.left)) is not None:
+        op = _OPS.get(type(tree.ops[0]))
+        right = tree.comparators[0]
+        literal = right.id == "true" if isinstance(right, ast.Name) and right.id in ("true", "false") else None
+        if isinstance(right, ast.Constant):
+            literal = right.value
+        if op is None or literal is None:
+            raise ValueError("compare a parameter with ==, !=, <, <=, > or >= and a literal value")
+        return ("param", name, op, literal)
+    if "params." in text:
+        raise ValueError("a condition on a parameter must be `params.NAME <op> value`")
+    from skitflow.expressions import ExpressionError, parse
+
+    try:
+        expression = parse(text)
+    except ExpressionError as exc:
+        raise ValueError(str(exc)) from None
+    unknown = set(expression.names) - {"rows", "columns"}
+    if unknown:
+        raise ValueError(f"unknown name `{sorted(unknown)[0]}`: data conditions know `rows` and `columns`")
+    return ("data", text)
+
+
+def _mutable_tag(image: str) -> bool:
+    if "@sha256:" in image:
+        return False
+    last = image.rsplit("/", 1)[-1]
+    return ":" not in last or last.endswith(":latest")
+
+
+def recipe_hash(recipe: Recipe) -> str:
+    """A short, stable hash of the validated recipe (not of its formatting)."""
+    data = recipe.model_dump(mode="python", by_alias=True)
+    text = json.dumps(data, sort_keys=True, default=_json_default, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, ParamRef):
+        return value.to_json()
+    return str(value)

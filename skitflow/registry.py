@@ -1,0 +1,107 @@
+"""The step registry: every step, built-in or plugin, found through one entry-point group.
+
+An entry point in ``skitflow.steps`` may point at a Step subclass, a list/tuple of them, or a
+module (every Step subclass defined in it with a ``name``). skitflow's own steps are registered by
+its own pyproject.toml exactly like a plugin's, so there is one mechanism to test.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import metadata
+from types import ModuleType
+
+from skitflow.errors import SkitflowError, did_you_mean
+from skitflow.steps.base import Kind, Step
+
+ENTRY_POINT_GROUP = "skitflow.steps"
+
+
+@dataclass(frozen=True)
+class Registered:
+    """A step class and the distribution (package) that provided it."""
+
+    step: type[Step]
+    package: str
+
+    @property
+    def name(self) -> str:
+        return self.step.name
+
+    @property
+    def kind(self) -> Kind:
+        return self.step.kind
+
+
+class Registry:
+    """Name -> step lookup with the errors a user needs when a name is wrong."""
+
+    def __init__(self, entries: Iterable[Registered]) -> None:
+        self._by_name: dict[str, Registered] = {}
+        for entry in entries:
+            other = self._by_name.get(entry.name)
+            if other is not None and other.step is not entry.step:
+                raise SkitflowError(
+                    f"two steps are named `{entry.name}`: one from package `{other.package}` "
+                    f"({other.step.__module__}.{other.step.__qualname__}), one from package "
+                    f"`{entry.package}` ({entry.step.__module__}.{entry.step.__qualname__})",
+                    hint="uninstall one of the packages, or ask its author to rename the step",
+                    exit_code=1,
+                )
+            self._by_name[entry.name] = entry
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._by_name
+
+    def __iter__(self) -> Iterator[Registered]:
+        return iter(sorted(self._by_name.values(), key=lambda e: (e.kind.value, e.name)))
+
+    def get(self, name: str) -> Registered | None:
+        return self._by_name.get(name)
+
+    def names(self, kind: Kind | None = None) -> list[str]:
+        return sorted(e.name for e in self._by_name.values() if kind is None or e.kind == kind)
+
+    def suggest(self, name: str, kind: Kind | None = None) -> str | None:
+        return did_you_mean(name, self.names(kind))
+
+
+def _steps_in(obj: object) -> list[type[Step]]:
+    if isinstance(obj, ModuleType):
+        found = [
+            value
+            for value in vars(obj).values()
+            if inspect.isclass(value) and issubclass(value, Step) and "name" in vars(value)
+        ]
+        return sorted(found, key=lambda s: s.name)
+    if inspect.isclass(obj) and issubclass(obj, Step):
+        return [obj]
+    if isinstance(obj, list | tuple):
+        return [step for item in obj for step in _steps_in(item)]
+    raise TypeError(f"entry point object {obj!r} is not a Step class, a list of them or a module")
+
+
+def discover() -> Registry:
+    """Load every step from the installed entry points (fresh, uncached)."""
+    entries: list[Registered] = []
+    for point in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda p: p.value):
+        package = point.dist.name if point.dist is not None else point.value
+        try:
+            loaded = point.load()
+        except Exception as exc:  # a broken plugin must not hide which one it was
+            raise SkitflowError(
+                f"could not load steps from package `{package}` (entry point `{point.name}`): {exc}",
+                hint=f"fix or uninstall `{package}`",
+                exit_code=1,
+            ) from exc
+        entries.extend(Registered(step, package) for step in _steps_in(loaded))
+    return Registry(entries)
+
+
+@lru_cache(maxsize=1)
+def default_registry() -> Registry:
+    """The process-wide registry, discovered once."""
+    return discover()

@@ -1,0 +1,286 @@
+"""What runs inside a task, in the container image on Kubeflow and locally alike.
+
+Each entry point reads the task's input artifacts, runs its steps in order, writes its outputs
+atomically and records row counts as artifact metadata. A failing step is reported with its
+recipe location on one marker line (``SKITFLOW-FAILURE {...}``) that `skitflow run` turns into a
+readable message; secrets from the environment are redacted from it.
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime as _dt
+import json
+import os
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from skitflow.datasets import read_dataset, write_dataset
+from skitflow.steps.base import ArtifactFile, RunContext, Step
+
+FAILURE_MARKER = "SKITFLOW-FAILURE "
+_SECRET_WORDS = ("SECRET", "TOKEN", "PASSWORD", "PASSWD", "KEY", "CREDENTIAL")
+
+
+@dataclass
+class _Call:
+    step: Step
+    settings: Any
+    location: str
+
+
+class _TaskRun:
+    """A task's parsed spec, resolved parameters and steps."""
+
+    def __init__(self, spec_json: str, params: Mapping[str, Any], artifact_uri: str) -> None:
+        from skitflow.recipe import Parameter, coerce_parameter
+        from skitflow.registry import default_registry
+        from skitflow.templating import resolve_runtime
+
+        self.spec = json.loads(spec_json)
+        self.name = self.spec["task"]
+        types = self.spec.get("param_types", {})
+        values = {
+            name: coerce_parameter(name, Parameter(type=types[name]), value)
+            for name, value in params.items()
+        }
+        run_id = _run_id(artifact_uri)
+        today = _dt.datetime.now(_dt.UTC).date().isoformat()
+        self.values = values
+        self.run_names = {"id": run_id, "date": today, "name": self.spec["recipe"]}
+        self.ctx = RunContext(
+            recipe_name=self.spec["recipe"],
+            run_id=run_id,
+            run_date=today,
+            workdir=os.path.dirname(artifact_uri) if artifact_uri else ".",
+            environ=os.environ,
+            log=self.log,
+        )
+        registry = default_registry()
+        self.calls: list[_Call] = []
+        for call in self.spec["calls"]:
+            entry = registry.get(call["step"])
+            if entry is None:
+                raise LookupError(
+                    f"step `{call['step']}` is not installed in this image; install the plugin "
+                    "that provides it or rebuild the image"
+                )
+            resolved = resolve_runtime(call["settings"], values, self.run_names)
+            step = entry.step()
+            self.calls.append(_Call(step, step.Settings.model_validate(resolved), call["location"]))
+
+    def log(self, message: str) -> None:
+        print(f"[{self.name}] {message}", flush=True)
+
+    def failed(self, call: _Call | None, exc: BaseException) -> None:
+        """Print the one-line failure record `skitflow run` shows to the user."""
+        record = {
+            "task": self.name,
+            "step": call.step.name if call else None,
+            "location": call.location if call else None,
+            "error": redact(f"{type(exc).__name__}: {exc}" if not _is_user_error(exc) else str(exc)),
+        }
+        print(FAILURE_MARKER + json.dumps(record), file=sys.stderr, flush=True)
+
+    def steps(self, frame: Any, history: list[dict[str, Any]]) -> Any:
+        """Run the transform calls in order, logging rows in and out of each."""
+        for call in self.calls:
+            if call.step.kind != "transform":
+                continue
+            started, rows_in = time.perf_counter(), len(frame)
+            try:
+                frame = call.step.run(frame, call.settings)  # type: ignore[attr-defined]
+            except Exception as exc:
+                self.failed(call, exc)
+                raise
+            seconds = time.perf_counter() - started
+            history.append({"step": call.step.name, "rows_in": rows_in, "rows_out": len(frame),
+                            "seconds": round(seconds, 3)})
+            self.log(f"{call.step.name}: {rows_in} -> {len(frame)} rows ({seconds:.2f}s)")
+        return frame
+
+    def finish_dataset(self, frame: Any, out: Any, history: list[dict[str, Any]]) -> tuple[int, bool]:
+        file_format = self.spec.get("format", "parquet")
+        write_dataset(frame, out.path, file_format)
+        out.metadata.update({"rows": len(frame), "columns": [str(c) for c in frame.columns],
+                             "format": file_format, "steps": history})
+        probe = True
+        if self.spec.get("probe"):
+            from skitflow.expressions import parse
+
+            probe = bool(parse(self.spec["probe"]).evaluate_scalar(
+                {"rows": len(frame), "columns": [str(c) for c in frame.columns]}))
+            self.log(f"condition `{self.spec['probe']}` is {probe}")
+        return len(frame), probe
+
+
+def _is_user_error(exc: BaseException) -> bool:
+    from pydantic import ValidationError
+
+    from skitflow.errors import SkitflowError
+
+    return isinstance(exc, SkitflowError | ValueError | KeyError | LookupError | ValidationError)
+
+
+def redact(text: str) -> str:
+    """Replace values of secret-looking environment variables found in `text`."""
+    for name, value in os.environ.items():
+        if value and len(value) >= 4 and any(w in name.upper() for w in _SECRET_WORDS):
+            text = text.replace(value, "***")
+    return text
+
+
+def _run_id(uri: str) -> str:
+    """Artifacts live under <root>/<run>/<task>/<output>, locally and on Kubeflow."""
+    parts = [p for p in uri.rstrip("/").split("/") if p]
+    return parts[-3] if len(parts) >= 3 else "local"
+
+
+def _begin(spec: str, params: Mapping[str, Any], artifact: Any) -> _TaskRun:
+    try:
+        return _TaskRun(spec, params, getattr(artifact, "path", "") or "")
+    except Exception as exc:
+        name = json.loads(spec).get("task", "?") if spec.startswith("{") else "?"
+        print(FAILURE_MARKER + json.dumps({"task": name, "step": None, "location": None,
+                                           "error": redact(str(exc))}), file=sys.stderr, flush=True)
+        raise
+
+
+Outputs = collections.namedtuple("Outputs", ["rows", "probe"])
+
+
+def prepare(out: Any, spec: str, params: Mapping[str, Any]) -> Outputs:
+    run = _begin(spec, params, out)
+    source = run.calls[0]
+    started = time.perf_counter()
+    try:
+        frame = source.step.run(source.settings, run.ctx)  # type: ignore[attr-defined]
+    except Exception as exc:
+        run.failed(source, exc)
+        raise
+    run.log(f"{source.step.name}: read {len(frame)} rows, {len(frame.columns)} columns "
+            f"({time.perf_counter() - started:.2f}s)")
+    history = [{"step": source.step.name, "rows_in": 0, "rows_out": len(frame),
+                "seconds": round(time.perf_counter() - started, 3)}]
+    frame = run.steps(frame, history)
+    return Outputs(*run.finish_dataset(frame, out, history))
+
+
+def transform(data: Any, out: Any, spec: str, params: Mapping[str, Any]) -> Outputs:
+    run = _begin(spec, params, out)
+    frame = read_dataset(data.path)
+    history: list[dict[str, Any]] = []
+    frame = run.steps(frame, history)
+    return Outputs(*run.finish_dataset(frame, out, history))
+
+
+def sink(data: Any, spec: str, params: Mapping[str, Any]) -> str:
+    run = _begin(spec, params, data)
+    call = run.calls[0]
+    role = run.spec.get("role", "dataset")
+    metadata = dict(data.metadata or {})
+    artifact = ArtifactFile(data.path, role, str(metadata.get("format", "")), metadata)
+    try:
+        where = call.step.run(artifact, call.settings, run.ctx)  # type: ignore[attr-defined]
+    except Exception as exc:
+        run.failed(call, exc)
+        raise
+    run.log(f"{call.step.name}: wrote {role} to {where}")
+    return str(where)
+
+
+SplitOutputs = collections.namedtuple("SplitOutputs", ["train_rows", "test_rows"])
+
+
+def split(data: Any, train: Any, test: Any, spec: str, params: Mapping[str, Any]) -> SplitOutputs:
+    run = _begin(spec, params, train)
+    call = run.calls[0]
+    frame = read_dataset(data.path)
+    try:
+        train_frame, test_frame = call.step.run(frame, call.settings)  # type: ignore[attr-defined]
+    except Exception as exc:
+        run.failed(call, exc)
+        raise
+    file_format = run.spec.get("format", "parquet")
+    for artifact, part in ((train, train_frame), (test, test_frame)):
+        write_dataset(part, artifact.path, file_format)
+        artifact.metadata.update({"rows": len(part), "columns": [str(c) for c in part.columns],
+                                  "format": file_format})
+    run.log(f"{call.step.name}: {len(frame)} rows -> train {len(train_frame)}, test {len(test_frame)}")
+    return SplitOutputs(len(train_frame), len(test_frame))
+
+
+def train(train: Any, model: Any, spec: str, params: Mapping[str, Any]) -> None:
+    run = _begin(spec, params, model)
+    call = run.calls[0]
+    frame = read_dataset(train.path)
+    started = time.perf_counter()
+    try:
+        metadata = call.step.run(frame, call.settings, model.path, run.ctx)  # type: ignore[attr-defined]
+    except Exception as exc:
+        run.failed(call, exc)
+        raise
+    metadata = dict(metadata or {})
+    metadata.setdefault("recipe", run.spec["recipe"])
+    metadata["recipe_hash"] = run.spec["recipe_hash"]
+    metadata["train_rows"] = len(frame)
+    model.metadata.update(_json_safe(metadata))
+    run.log(f"{call.step.name}: trained on {len(frame)} rows ({time.perf_counter() - started:.2f}s)")
+
+
+EvalOutputs = collections.namedtuple("EvalOutputs", ["passed", "score"])
+
+
+def evaluate(model: Any, test: Any, metrics: Any, classification: Any, report: Any, spec: str,
+             params: Mapping[str, Any]) -> EvalOutputs:
+    run = _begin(spec, params, metrics)
+    call = run.calls[0]
+    frame = read_dataset(test.path)
+    try:
+        result = call.step.run(model.path, frame, call.settings, run.ctx)  # type: ignore[attr-defined]
+    except Exception as exc:
+        run.failed(call, exc)
+        raise
+    for name, value in sorted(result.scalars.items()):
+        metrics.log_metric(name, float(value))
+    if result.confusion_matrix is not None:
+        labels, matrix = result.confusion_matrix
+        classification.log_confusion_matrix([str(x) for x in labels], [[int(v) for v in row] for row in matrix])
+    os.makedirs(os.path.dirname(metrics.path) or ".", exist_ok=True)
+    with open(metrics.path, "w", encoding="utf-8") as handle:
+        json.dump(_json_safe({"metrics": result.scalars, **result.details}), handle, indent=2, sort_keys=True)
+    metrics.metadata["format"] = "json"
+    with open(report.path, "w", encoding="utf-8") as handle:
+        handle.write(result.report_html)
+    report.metadata["format"] = "html"
+
+    passed, score = True, float("nan")
+    gate = run.spec.get("gate")
+    if gate:
+        from skitflow.templating import resolve_runtime
+
+        gate = resolve_runtime(gate, run.values, run.run_names)
+        metric = gate["metric"]
+        if metric not in result.scalars:
+            error = LookupError(f"gate metric `{metric}` was not computed; available: "
+                                f"{', '.join(sorted(result.scalars))}")
+            run.failed(call, error)
+            raise error
+        score = float(result.scalars[metric])
+        if gate.get("min") is not None and score < gate["min"]:
+            passed = False
+        if gate.get("max") is not None and score > gate["max"]:
+            passed = False
+        bound = " and ".join(f"{k} {gate[k]}" for k in ("min", "max") if gate.get(k) is not None)
+        run.log(f"gate {metric}={score:.4f} ({bound}): {'passed' if passed else 'FAILED'}")
+    shown = ", ".join(f"{k}={v:.4f}" for k, v in sorted(result.scalars.items()))
+    run.log(f"{call.step.name}: {shown}")
+    return EvalOutputs(passed, score)
+
+
+def _json_safe(value: Any) -> Any:
+    """Artifact metadata must be JSON: numpy scalars and tuples are converted."""
+    return json.loads(json.dumps(value, default=lambda v: v.item() if hasattr(v, "item") else str(v)))
