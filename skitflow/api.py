@@ -27,7 +27,7 @@ def compile_recipe(
     environ: Mapping[str, str] | None = None,
 ) -> Package:
     """Recipe file (or loaded recipe) -> KFP package text, in memory."""
-    loaded = recipe if isinstance(recipe, LoadedRecipe) else load_recipe(recipe, environ)
+    loaded = recipe if isinstance(recipe, LoadedRecipe) else load_recipe_file(recipe, environ, partial=True)
     return compile_plan(plan_recipe(loaded, registry))
 
 

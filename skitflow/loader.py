@@ -25,20 +25,33 @@ from skitflow.templating import Renderer, TemplateProblem
 _NOT_TEMPLATED = ("parameters",)
 
 
+#: Top-level keys whose errors do not stop the steps from being checked too.
+_SALVAGEABLE = {"apiVersion", "name", "description", "version", "image", "dataset_format"}
+_PLACEHOLDERS = {"apiVersion": "skitflow/v1", "name": "invalid-recipe"}
+
+
 @dataclass(frozen=True)
 class LoadedRecipe:
-    """A valid recipe with what is needed to point back into its file."""
+    """A recipe with what is needed to point back into its file.
+
+    `problems` is empty unless loaded with ``partial=True``: then it holds the problems found so
+    far, and `recipe` is the best valid reading of the rest, so that later stages (steps, columns)
+    can report their problems in the same run.
+    """
 
     recipe: Recipe
     source_map: SourceMap
     text: str
+    problems: tuple[Problem, ...] = ()
 
     @property
     def file(self) -> str:
         return self.source_map.file
 
 
-def load_recipe_file(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> LoadedRecipe:
+def load_recipe_file(
+    path: str | os.PathLike[str], environ: Mapping[str, str] | None = None, *, partial: bool = False
+) -> LoadedRecipe:
     """Read and load a recipe file; a missing or unreadable file is a RecipeError too."""
     file = str(path)
     try:
@@ -47,13 +60,21 @@ def load_recipe_file(path: str | os.PathLike[str], environ: Mapping[str, str] | 
         raise RecipeError(f"recipe file `{file}` does not exist", hint="check the path") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise RecipeError(f"cannot read recipe file `{file}`: {exc}") from None
-    return load_recipe_text(text, file, os.environ if environ is None else environ)
+    return load_recipe_text(text, file, os.environ if environ is None else environ, partial=partial)
 
 
 def load_recipe_text(
-    text: str, file: str = "<recipe>", environ: Mapping[str, str] | None = None
+    text: str,
+    file: str = "<recipe>",
+    environ: Mapping[str, str] | None = None,
+    *,
+    partial: bool = False,
 ) -> LoadedRecipe:
-    """Parse, template and validate a recipe document (no I/O)."""
+    """Parse, template and validate a recipe document (no I/O).
+
+    Raises RecipeError on any problem, unless `partial` is set and enough of the recipe is valid
+    to go on checking its steps (see LoadedRecipe.problems).
+    """
     raw, source_map = parse_yaml(text, file)
     if not isinstance(raw, dict):
         raise RecipeError(
@@ -63,14 +84,30 @@ def load_recipe_text(
         )
     problems: list[Problem] = []
     rendered = _render_templates(raw, source_map, environ or {}, problems)
+    recipe: Recipe | None
     try:
         recipe = Recipe.model_validate(rendered)
     except ValidationError as exc:
         problems.extend(pydantic_problems(exc, rendered, source_map, Recipe))
-        recipe = None
-    if problems or recipe is None:
+        recipe = _salvage(rendered, exc)
+    if recipe is None or (problems and not partial):
         raise RecipeError(problems=problems)
-    return LoadedRecipe(recipe, source_map, text)
+    return LoadedRecipe(recipe, source_map, text, tuple(problems))
+
+
+def _salvage(rendered: dict[str, Any], exc: ValidationError) -> Recipe | None:
+    """A valid Recipe from the rest of the document when only top-level details are wrong."""
+    bad = {str(error["loc"][0]) for error in exc.errors() if error["loc"]}
+    fields = {info.alias or name for name, info in Recipe.model_fields.items()}
+    if any(key in fields and key not in _SALVAGEABLE for key in bad):
+        return None
+    data = {k: v for k, v in rendered.items() if k not in bad}
+    for key, placeholder in _PLACEHOLDERS.items():
+        data.setdefault(key, placeholder)
+    try:
+        return Recipe.model_validate(data)
+    except ValidationError:
+        return None
 
 
 def _render_templates(
@@ -107,8 +144,10 @@ def pydantic_problems(
     model: type[BaseModel],
     prefix: Path = (),
     noun: str = "key",
+    owner: str | None = None,
 ) -> list[Problem]:
     """Translate pydantic's errors into located problems with did-you-mean hints."""
+    of = f" of `{owner}`" if owner else ""
     problems = []
     for error in exc.errors(include_url=False, include_input=False):
         path, fields = _real_path(error["loc"], data, model)
@@ -119,12 +158,12 @@ def pydantic_problems(
             hint = did_you_mean(key, fields) or (
                 f"allowed: {', '.join(sorted(fields))}" if fields else None
             )
-            problems.append(source_map.problem(full, f"unknown {noun} `{key}`", hint, key=True))
+            problems.append(source_map.problem(full, f"unknown {noun} `{key}`{of}", hint, key=True))
         elif kind == "missing":
             missing = str(error["loc"][-1])
             problems.append(
                 source_map.problem(full[:-1] if path and path[-1] == missing else full,
-                                   f"missing required {noun} `{missing}`",
+                                   f"missing required {noun} `{missing}`{of}",
                                    f"add `{missing}:`", key=True)
             )
         else:
@@ -147,11 +186,7 @@ def _real_path(loc: Sequence[Any], data: Any, model: type[BaseModel]) -> tuple[P
     fields: list[str] = _model_fields(model)
     for segment in loc:
         fields = _model_fields(annotation)
-        if isinstance(current, dict) and segment in current:
-            path.append(segment)
-            current = current[segment]
-            annotation = _child_annotation(annotation, segment)
-        elif isinstance(current, list) and isinstance(segment, int) and segment < len(current):
+        if isinstance(current, dict) and segment in current or isinstance(current, list) and isinstance(segment, int) and segment < len(current):
             path.append(segment)
             current = current[segment]
             annotation = _child_annotation(annotation, segment)

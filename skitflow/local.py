@@ -120,11 +120,10 @@ class _Tracker:
             self._update(match.group(1).strip("'"), status="cached", seconds=0.0)
         elif match := _SKIPPED.search(line):
             self._update(match.group(1), status="skipped")
-        elif match := _TASK_LINE.match(line):
-            if match.group(1) in self.tasks:
-                self.tasks[match.group(1)].messages.append(match.group(2))
-                if self.listener:
-                    self.listener(self.tasks[match.group(1)])
+        elif (match := _TASK_LINE.match(line)) and match.group(1) in self.tasks:
+            self.tasks[match.group(1)].messages.append(match.group(2))
+            if self.listener:
+                self.listener(self.tasks[match.group(1)])
 
 
 class _LogHandler(logging.Handler):
@@ -136,6 +135,35 @@ class _LogHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         self._on_line(_ANSI.sub("", record.getMessage()))
+
+
+def _resolve_task_outputs_in_conditions() -> None:
+    """Work around kfp.local 2.17.3 resolving `dsl.If` conditions on task outputs.
+
+    kfp names such a channel `pipelinechannel--<task>-<output>`, but kfp.local's condition
+    evaluator only recognises `<task>--<output>` and otherwise looks for a pipeline input, so every
+    condition on a task output (our data conditions and gates) evaluated to False. Kubeflow itself
+    resolves them correctly; here we try each `<task>-<output>` split against the task outputs
+    before falling back to kfp's own lookup. Idempotent.
+    """
+    from kfp.local.orchestrator import enhanced_dag_orchestrator as dag
+
+    original = dag.ConditionEvaluator._resolve_pipeline_channel
+    if getattr(original, "_skitflow_patched", False):
+        return
+
+    def resolve(channel_ref: str, io_store: Any) -> Any:
+        name = channel_ref.replace("pipelinechannel--", "")
+        for cut in [i for i, char in enumerate(name) if char == "-"][::-1]:
+            task, key = name[:cut], name[cut + 1:]
+            try:
+                return io_store.get_task_output(task, key)
+            except (ValueError, KeyError):
+                continue
+        return original(channel_ref, io_store)
+
+    resolve._skitflow_patched = True  # type: ignore[attr-defined]
+    dag.ConditionEvaluator._resolve_pipeline_channel = staticmethod(resolve)
 
 
 def default_out_dir(recipe_name: str, base: Path = Path("runs")) -> Path:
@@ -172,6 +200,7 @@ def run_package(
 
     out_dir.mkdir(parents=True, exist_ok=True)
     package_path = write_atomically(out_dir / "package.yaml", package.text)
+    _resolve_task_outputs_in_conditions()
     tracker = _Tracker(package, listener)
     init: dict[str, Any] = {"runner": local.SubprocessRunner(use_venv=False),
                             "pipeline_root": str(out_dir.resolve()), "raise_on_error": False}

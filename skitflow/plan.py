@@ -145,7 +145,7 @@ class _Planner:
         self.recipe: Recipe = loaded.recipe
         self.map: SourceMap = loaded.source_map
         self.registry = registry
-        self.problems: list[Problem] = []
+        self.problems: list[Problem] = list(loaded.problems)
         self.warnings: list[Problem] = []
         self.file_label = os.path.basename(self.map.file)
         self.used_ids: set[str] = set()
@@ -213,7 +213,7 @@ class _Planner:
             settings = step.Settings.model_validate(view)
         except ValidationError as exc:
             self.problems.extend(
-                pydantic_problems(exc, view, self.map, step.Settings, (*path, name), noun=f"setting of `{name}`")
+                pydantic_problems(exc, view, self.map, step.Settings, (*path, name), noun="setting", owner=name)
             )
         try:
             options = ItemOptions.model_validate(option_values)
@@ -257,8 +257,12 @@ class _Planner:
         if item.checkable and columns.known is not None:
             for column in item.step.needs(item.settings):
                 if column not in columns.known:
+                    close_gone = did_you_mean(column, columns.gone)
                     if column in columns.gone:
                         hint = f"`{column}` was {columns.gone[column]}; re-order or drop that step"
+                    elif not did_you_mean(column, columns.known) and close_gone:
+                        gone = close_gone.split("`")[1]
+                        hint = f"{close_gone} it was {columns.gone[gone]}"
                     else:
                         hint = did_you_mean(column, columns.known) or (
                             "columns here: " + ", ".join(f"`{c}`" for c in columns.known[:12])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from functools import cache
 from pathlib import Path
 
@@ -25,10 +26,8 @@ def print_error(error: SkitflowError) -> None:
     sources: dict[str, str] = {}
     for problem in error.problems:
         if problem.location and problem.location.file not in sources:
-            try:
+            with contextlib.suppress(OSError, UnicodeDecodeError):
                 sources[problem.location.file] = Path(problem.location.file).read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError):
-                pass
     stderr().print(render(error, sources), markup=False)
     count = len(error.problems)
     if count > 1:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
 import typer
+from rich.console import Console
 
-from skitflow.cli.common import print_warnings, stdout
+from skitflow.cli.common import print_warnings
 
 _ICONS = {"running": "->", "succeeded": "ok", "failed": "!!", "cached": "==", "skipped": "--"}
 
@@ -19,18 +22,20 @@ def run(
     cache: bool = typer.Option(True, "--cache/--no-cache", help="Reuse results of unchanged finished tasks."),
 ) -> None:
     """Run a recipe end to end on this machine (no cluster, no Docker)."""
-    from skitflow.api import compile_recipe, load_recipe
+    from skitflow.api import compile_recipe
+    from skitflow.loader import load_recipe_file
     from skitflow.local import default_out_dir, failure_error, run_package
     from skitflow.parameters import parse_assignments, read_params_file, resolve_parameters
 
-    loaded = load_recipe(recipe)
+    loaded = load_recipe_file(recipe, partial=True)
     given = read_params_file(params_file) if params_file else {}
     given.update(parse_assignments(param))
     arguments = resolve_parameters(loaded.recipe.parameters, given)
     package = compile_recipe(loaded)
     print_warnings(package.plan.warnings)
     out_dir = out or default_out_dir(package.name)
-    console = stdout()
+    # Bound now: while kfp.local runs, sys.stdout is redirected into the run log.
+    console = Console(file=sys.stdout, highlight=False, soft_wrap=True)
     console.print(f"running {package.name} ({len(package.plan.tasks)} tasks) -> {out_dir}", markup=False)
 
     seen: dict[str, tuple[str, int]] = {}
@@ -46,22 +51,26 @@ def run(
 
     result = run_package(package, arguments, out_dir, recipe_file=str(recipe),
                          cache_dir=Path("runs/.cache") if cache else None, listener=show)
-    print_summary(result)
+    print_summary(result, console)
     if not result.succeeded:
         raise failure_error(result, str(recipe))
 
 
-def print_summary(result) -> None:
+def print_summary(result, console: Console) -> None:
     from rich.table import Table
 
-    console = stdout()
-    table = Table("task", "status", "seconds", "rows", "artifacts", title=f"{result.recipe}: "
+    table = Table("task", "status", "seconds", "rows out", title=f"{result.recipe}: "
                   f"{'succeeded' if result.succeeded else 'FAILED'} in {result.seconds:.1f}s")
     for state in result.tasks.values():
         table.add_row(state.id, state.status, "" if state.seconds is None else f"{state.seconds:.1f}",
-                      "" if state.rows is None else str(state.rows),
-                      "\n".join(f"{k}: {v}" for k, v in sorted(state.artifacts.items())))
+                      "" if state.rows is None else str(state.rows))
     console.print(table)
+    artifacts = [(state.id, name, path) for state in result.tasks.values()
+                 for name, path in sorted(state.artifacts.items())]
+    if artifacts:
+        console.print("artifacts:", markup=False)
+        for task, name, path in artifacts:
+            console.print(f"  {task}/{name}: {_short(path, result.out_dir)}", markup=False)
     if result.metrics:
         console.print("metrics: " + ", ".join(f"{k}={v:.4f}" for k, v in sorted(result.metrics.items())),
                       markup=False)
@@ -70,3 +79,11 @@ def print_summary(result) -> None:
             "FAILED: the model was not written to its sinks")
         console.print(f"gate {verdict} (score {result.gate['score']})", markup=False)
     console.print(f"run folder: {result.out_dir}", markup=False)
+
+
+def _short(path: str, out_dir: Path) -> str:
+    """Artifact paths relative to the run folder: the table stays readable."""
+    try:
+        return os.path.relpath(path, out_dir.resolve())
+    except ValueError:
+        return path

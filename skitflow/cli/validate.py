@@ -23,7 +23,7 @@ def validate(
     files = find_recipes(recipes)
     for file in files:
         try:
-            plan = build_plan(load_recipe_file(file), default_registry())
+            plan = build_plan(load_recipe_file(file, partial=True), default_registry())
         except SkitflowError as exc:
             problems.extend(exc.problems)
             continue
