@@ -1,3 +1,399 @@
-"""Placeholder; filled in by its owner."""
+"""Evaluator steps: score a trained model on the test set.
 
-EVALUATORS: list = []
+They read the model file alone (its embedded metadata says which features, categories and
+classes it was trained with), so an evaluator needs no settings beyond the target column. Each
+returns an :class:`Evaluation` whose `report_html` is one standalone page: pictures are PNGs
+drawn with matplotlib's Agg canvas (no display, no pyplot global state) inlined as data URIs.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import math
+from typing import TYPE_CHECKING, Any
+
+from pydantic import Field
+
+from skitflow.errors import StepFailed
+from skitflow.steps.base import Evaluation, EvaluatorStep, RunContext, StepSettings
+from skitflow.steps.trainers import prepare_features, read_model
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+    from matplotlib.figure import Figure
+
+#: Confusion matrices with more classes than this are drawn without numbers in the cells.
+ANNOTATE_MAX_CLASSES = 25
+#: A regression scatter plot draws at most this many points (a fixed random sample).
+SCATTER_MAX_POINTS = 5000
+
+
+class ClassificationSettings(StepSettings):
+    """Score a classifier: accuracy, precision/recall/F1, ROC-AUC, log loss, confusion matrix."""
+
+    target: str = Field(description="Column holding the true class of each test row.")
+
+
+class Classification(EvaluatorStep):
+    """Score a classifier on the test set; report with a confusion-matrix heatmap."""
+
+    name = "classification"
+    Settings = ClassificationSettings
+    example = {"target": "label"}
+
+    def needs(self, settings: ClassificationSettings) -> list[str]:
+        return [settings.target]
+
+    def run(
+        self, model_path: str, test: pd.DataFrame, settings: ClassificationSettings, ctx: RunContext
+    ) -> Evaluation:
+        import numpy as np
+        import pandas as pd
+
+        booster, meta = read_model(model_path)
+        if meta.get("task") != "classification":
+            raise StepFailed(
+                f"the model is a {meta.get('task')} model, not a classifier",
+                hint="use the `regression` evaluator",
+            )
+        truth = _target(test, settings.target)
+        classes = [str(c) for c in meta["classes"]]
+        probabilities = _predict(booster, test, meta)
+        if probabilities.ndim == 1:  # binary:logistic gives P(class 1) only
+            probabilities = np.column_stack([1.0 - probabilities, probabilities])
+        predicted = probabilities.argmax(axis=1)
+
+        # Codes 0..k-1 are the model's classes; labels it never saw get codes k, k+1, ...
+        known = pd.Index(meta["classes"]).get_indexer(truth)
+        unseen_mask = known < 0
+        unseen_labels = sorted({str(v) for v in truth[unseen_mask]})
+        actual = known.copy()
+        if unseen_labels:
+            extra = {label: len(classes) + i for i, label in enumerate(unseen_labels)}
+            actual[unseen_mask] = [extra[str(v)] for v in truth[unseen_mask]]
+            _log(ctx)(
+                f"{int(unseen_mask.sum())} test row(s) have classes the model never saw: "
+                f"{', '.join(unseen_labels[:10])}; they count as errors"
+            )
+        labels = classes + unseen_labels
+        scalars, per_class, matrix = _classification_metrics(
+            actual, predicted, probabilities, labels, len(classes)
+        )
+        details = {
+            "n": len(truth),
+            "classes": classes,
+            "unseen_classes": unseen_labels,
+            "unseen_rows": int(unseen_mask.sum()),
+            "per_class": per_class,
+            "model": {k: meta.get(k) for k in ("recipe", "run_id", "target", "n_rounds")},
+        }
+        report = _classification_report(ctx, settings.target, scalars, per_class, labels, matrix)
+        _log(ctx)(
+            "accuracy {:.4f}, F1 macro {:.4f} on {:,} rows".format(
+                scalars["accuracy"], scalars["f1_macro"], len(truth)
+            )
+        )
+        return Evaluation(
+            scalars=scalars,
+            confusion_matrix=(labels, matrix),
+            details=details,
+            report_html=report,
+        )
+
+
+def _classification_metrics(
+    actual: np.ndarray,
+    predicted: np.ndarray,
+    probabilities: np.ndarray,
+    labels: list[str],
+    n_known: int,
+) -> tuple[dict[str, float], dict[str, dict[str, float]], list[list[int]]]:
+    """Scalars, per-class scores and the confusion matrix (rows: true class, columns: predicted)."""
+    import numpy as np
+    from sklearn import metrics
+
+    codes = list(range(len(labels)))
+    present = sorted(set(np.unique(actual)) | set(np.unique(predicted)))
+    scalars: dict[str, float] = {"accuracy": float(metrics.accuracy_score(actual, predicted))}
+    for average in ("macro", "weighted"):
+        precision, recall, f1, _ = metrics.precision_recall_fscore_support(
+            actual, predicted, labels=present, average=average, zero_division=0
+        )
+        scalars[f"precision_{average}"] = float(precision)
+        scalars[f"recall_{average}"] = float(recall)
+        scalars[f"f1_{average}"] = float(f1)
+    precision, recall, f1, support = metrics.precision_recall_fscore_support(
+        actual, predicted, labels=codes, average=None, zero_division=0
+    )
+    per_class = {
+        label: {
+            "precision": float(precision[i]),
+            "recall": float(recall[i]),
+            "f1": float(f1[i]),
+            "support": int(support[i]),
+        }
+        for i, label in enumerate(labels)
+    }
+
+    # Probability scores are defined on the rows whose class the model knows.
+    seen = actual < n_known
+    y, p = actual[seen], probabilities[seen]
+    if len(y):
+        scalars["log_loss"] = float(metrics.log_loss(y, p, labels=list(range(n_known))))
+    auc = _roc_auc(y, p, n_known)
+    if auc is not None:
+        scalars["roc_auc"] = auc
+    matrix = metrics.confusion_matrix(actual, predicted, labels=codes)
+    return scalars, per_class, matrix.astype(int).tolist()
+
+
+def _roc_auc(y: np.ndarray, p: np.ndarray, n_classes: int) -> float | None:
+    """Binary ROC-AUC, or one-vs-rest macro over classes in the test set; None when undefined."""
+    import numpy as np
+    from sklearn.metrics import roc_auc_score
+
+    present = np.unique(y)
+    if len(present) < 2:
+        return None
+    if n_classes == 2:
+        return float(roc_auc_score(y, p[:, 1]))
+    scores = [roc_auc_score(y == c, p[:, c]) for c in present]
+    return float(np.mean(scores))
+
+
+class RegressionSettings(StepSettings):
+    """Score a regressor: RMSE, MAE and R², with a predicted-vs-actual scatter plot."""
+
+    target: str = Field(description="Column holding the true value of each test row.")
+
+
+class Regression(EvaluatorStep):
+    """Score a regressor on the test set; report with a predicted-vs-actual plot."""
+
+    name = "regression"
+    Settings = RegressionSettings
+    example = {"target": "price"}
+
+    def needs(self, settings: RegressionSettings) -> list[str]:
+        return [settings.target]
+
+    def run(
+        self, model_path: str, test: pd.DataFrame, settings: RegressionSettings, ctx: RunContext
+    ) -> Evaluation:
+        import numpy as np
+        import pandas as pd
+        from sklearn import metrics
+
+        booster, meta = read_model(model_path)
+        if meta.get("task") != "regression":
+            raise StepFailed(
+                f"the model is a {meta.get('task')} model, not a regressor",
+                hint="use the `classification` evaluator",
+            )
+        truth = _target(test, settings.target)
+        if not pd.api.types.is_numeric_dtype(truth) or pd.api.types.is_bool_dtype(truth):
+            raise StepFailed(
+                f"regression target `{settings.target}` is not numeric ({truth.dtype})"
+            )
+        actual = truth.to_numpy(dtype=np.float64)
+        predicted = np.asarray(_predict(booster, test, meta), dtype=np.float64)
+        if predicted.ndim > 1:  # multi-output objectives (e.g. several quantiles): score the first
+            predicted = predicted[:, 0]
+        scalars = {
+            "rmse": float(math.sqrt(metrics.mean_squared_error(actual, predicted))),
+            "mae": float(metrics.mean_absolute_error(actual, predicted)),
+        }
+        if len(actual) > 1:
+            scalars["r2"] = float(metrics.r2_score(actual, predicted))
+        details = {
+            "n": len(actual),
+            "mean_target": float(actual.mean()),
+            "mean_prediction": float(predicted.mean()),
+            "model": {k: meta.get(k) for k in ("recipe", "run_id", "target", "n_rounds")},
+        }
+        picture = _scatter_png(actual, predicted, settings.target)
+        report = _page(
+            f"Regression: {settings.target}",
+            ctx,
+            _metrics_table(scalars | {"n": len(actual)})
+            + f"<h2>Predicted vs actual</h2>{_img(picture, 'predicted vs actual')}",
+        )
+        _log(ctx)(f"rmse {scalars['rmse']:.4g}, r2 {scalars.get('r2', float('nan')):.4f}")
+        return Evaluation(scalars=scalars, details=details, report_html=report)
+
+
+# -- shared helpers ----------------------------------------------------------------------------
+
+
+def _log(ctx: RunContext) -> Any:
+    return ctx.log or (lambda _line: None)
+
+
+def _target(test: pd.DataFrame, column: str) -> pd.Series:
+    if column not in test.columns:
+        raise StepFailed(f"target column `{column}` is not in the test set")
+    truth = test[column]
+    if truth.isna().any():
+        raise StepFailed(
+            f"target `{column}` has {int(truth.isna().sum())} missing value(s) in the test set",
+            hint="drop those rows before evaluating (e.g. a `dropna` transform)",
+        )
+    if len(truth) == 0:
+        raise StepFailed("the test set is empty")
+    return truth
+
+
+def _predict(booster: Any, test: pd.DataFrame, meta: dict[str, Any]) -> np.ndarray:
+    """Predictions for the test rows, with features prepared exactly as at training time."""
+    import xgboost as xgb
+
+    x = prepare_features(test, meta["features"], meta.get("categorical") or {})
+    data = xgb.DMatrix(x, enable_categorical=bool(meta.get("categorical")))
+    booster.set_param({"device": "cpu"})  # evaluators run without a GPU, even for a cuda model
+    return booster.predict(data)
+
+
+# -- HTML report -------------------------------------------------------------------------------
+
+
+def _classification_report(
+    ctx: RunContext,
+    target: str,
+    scalars: dict[str, float],
+    per_class: dict[str, dict[str, float]],
+    labels: list[str],
+    matrix: list[list[int]],
+) -> str:
+    body = (
+        _metrics_table(scalars)
+        + "<h2>Confusion matrix</h2>"
+        + _img(_confusion_png(labels, matrix), "confusion matrix")
+        + "<h2>Per class</h2>"
+        + _img(_per_class_png(per_class), "per-class precision, recall, F1 and support")
+    )
+    return _page(f"Classification: {target}", ctx, body)
+
+
+def _page(title: str, ctx: RunContext, body: str) -> str:
+    parts = (f"recipe {ctx.recipe_name}", f"run {ctx.run_id}", ctx.run_date)
+    subtitle = " &middot; ".join(html.escape(str(part)) for part in parts if part)
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2rem; color: #222; }}
+table {{ border-collapse: collapse; }}
+td, th {{ padding: .25rem .75rem; border-bottom: 1px solid #ddd; text-align: left; }}
+td.num {{ text-align: right; font-variant-numeric: tabular-nums; }}
+img {{ max-width: 100%; }}
+.sub {{ color: #666; }}
+</style></head>
+<body><h1>{html.escape(title)}</h1><p class="sub">{subtitle}</p>
+{body}
+</body></html>
+"""
+
+
+def _metrics_table(scalars: dict[str, float]) -> str:
+    rows = "".join(
+        f"<tr><th>{html.escape(name)}</th><td class='num'>{_fmt(value)}</td></tr>"
+        for name, value in scalars.items()
+    )
+    return f"<h2>Metrics</h2><table>{rows}</table>"
+
+
+def _fmt(value: float) -> str:
+    return f"{value:,}" if isinstance(value, int) else f"{value:.4f}"
+
+
+def _img(png: bytes, alt: str) -> str:
+    data = base64.b64encode(png).decode("ascii")
+    return f'<p><img alt="{html.escape(alt)}" src="data:image/png;base64,{data}"></p>'
+
+
+def _png(figure: Figure) -> bytes:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(figure)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+    return buffer.getvalue()
+
+
+def _confusion_png(labels: list[str], matrix: list[list[int]]) -> bytes:
+    import numpy as np
+    from matplotlib.figure import Figure
+
+    counts = np.asarray(matrix)
+    n = len(labels)
+    side = min(16.0, 2.5 + 0.6 * n)
+    figure = Figure(figsize=(side + 1.5, side))
+    axes = figure.add_subplot()
+    image = axes.imshow(counts, cmap="Blues")
+    figure.colorbar(image, ax=axes, fraction=0.046, pad=0.04)
+    axes.set_xticks(range(n), labels=[_short(label) for label in labels], rotation=45, ha="right")
+    axes.set_yticks(range(n), labels=[_short(label) for label in labels])
+    axes.set_xlabel("predicted")
+    axes.set_ylabel("actual")
+    if n <= ANNOTATE_MAX_CLASSES:
+        threshold = counts.max() / 2 if counts.size else 0
+        for (row, col), count in np.ndenumerate(counts):
+            colour = "white" if count > threshold else "black"
+            axes.text(col, row, f"{count:,}", ha="center", va="center", color=colour, fontsize=9)
+    return _png(figure)
+
+
+def _per_class_png(per_class: dict[str, dict[str, float]]) -> bytes:
+    from matplotlib.figure import Figure
+
+    header = ["class", "precision", "recall", "F1", "support"]
+    cells = [
+        [
+            _short(label),
+            f"{s['precision']:.3f}",
+            f"{s['recall']:.3f}",
+            f"{s['f1']:.3f}",
+            f"{int(s['support']):,}",
+        ]
+        for label, s in per_class.items()
+    ]
+    figure = Figure(figsize=(7.0, 0.6 + 0.3 * (len(cells) + 1)))
+    axes = figure.add_subplot()
+    axes.axis("off")
+    table = axes.table(cellText=cells, colLabels=header, loc="center", cellLoc="right")
+    table.auto_set_font_size(False)
+    table.set_fontsize(10)
+    table.scale(1.0, 1.3)
+    for (row, _col), cell in table.get_celld().items():
+        if row == 0:
+            cell.set_text_props(weight="bold")
+            cell.set_facecolor("#e8eef7")
+    return _png(figure)
+
+
+def _scatter_png(actual: np.ndarray, predicted: np.ndarray, target: str) -> bytes:
+    import numpy as np
+    from matplotlib.figure import Figure
+
+    if len(actual) > SCATTER_MAX_POINTS:
+        rows = np.random.default_rng(0).choice(len(actual), SCATTER_MAX_POINTS, replace=False)
+        actual, predicted = actual[rows], predicted[rows]
+    figure = Figure(figsize=(6.0, 6.0))
+    axes = figure.add_subplot()
+    axes.scatter(actual, predicted, s=8, alpha=0.4, edgecolors="none")
+    low = float(min(actual.min(), predicted.min()))
+    high = float(max(actual.max(), predicted.max()))
+    axes.plot([low, high], [low, high], color="#c33", linewidth=1, label="perfect prediction")
+    axes.set_xlabel(f"actual {target}")
+    axes.set_ylabel(f"predicted {target}")
+    axes.legend(loc="upper left")
+    return _png(figure)
+
+
+def _short(label: str, width: int = 24) -> str:
+    return label if len(label) <= width else label[: width - 1] + "…"
+
+
+EVALUATORS: list[type[EvaluatorStep]] = [Classification, Regression]
