@@ -1,3 +1,213 @@
-"""Placeholder; filled in by its owner."""
+"""Built-in sinks: where a recipe's artifacts end up.
 
-SINKS: list = []
+`file` writes any artifact (a dataset, a model, metrics, a report) to a local path. Writes are
+atomic: the content goes to a hidden temporary file in the destination folder, which then
+replaces the destination in one rename, so a reader (or a crash half-way) never sees a
+half-written file.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar, Literal
+from urllib.parse import urlsplit
+from urllib.request import url2pathname
+
+from pydantic import Field, field_validator
+
+from skitflow.errors import StepFailed
+from skitflow.steps.base import ArtifactFile, RunContext, SinkStep, StepSettings
+
+__all__ = ["SINKS"]
+
+_DATASET_FORMATS = ("parquet", "csv")
+
+
+def _local_path(path: str) -> str:
+    """A plain local path for `path` or a file:// URL (raises ValueError for other URLs)."""
+    parts = urlsplit(path)
+    scheme = parts.scheme.lower()
+    if scheme == "file":
+        if parts.netloc not in ("", "localhost"):
+            raise ValueError(f"file URLs must be local, not on host `{parts.netloc}`")
+        return url2pathname(parts.path)
+    if len(scheme) > 1:  # one letter: a Windows drive such as C:
+        raise ValueError(f"the file sink writes local paths or file:// URLs, not `{scheme}://`")
+    return os.path.expanduser(path)
+
+
+class FileSink(SinkStep):
+    """Write an artifact to a local file: a dataset as Parquet or CSV, anything else as is.
+
+    A path ending in `/` (or naming an existing folder, for a file) receives the artifact under
+    its own file name; a folder artifact (format `dir`) replaces the folder at its path. The path may use templates such as `{{ recipe.name }}`; they are rendered before
+    the sink runs. Parent folders are created. The write is atomic, and with `overwrite: false`
+    an existing file is never replaced.
+    """
+
+    name = "file"
+    example: ClassVar[Mapping[str, Any]] = {"path": "out/{{ recipe.name }}.csv", "format": "csv"}
+
+    class Settings(StepSettings):
+        """Where to write and in which format."""
+
+        path: str = Field(
+            min_length=1,
+            description="A local path or file:// URL. Ending in `/`: a folder that receives the "
+            "artifact under its own name.",
+        )
+        format: Literal["auto", "parquet", "csv"] = Field(
+            "auto",
+            description="`auto` keeps the artifact's own format (always the case for models); "
+            "`parquet` or `csv` converts a dataset.",
+        )
+        overwrite: bool = Field(
+            True, description="Replace an existing file; false makes an existing file an error."
+        )
+
+        @field_validator("path")
+        @classmethod
+        def _local(cls, path: str) -> str:
+            _local_path(path)
+            return path
+
+    def run(self, artifact: ArtifactFile, settings: Settings, ctx: RunContext) -> str:
+        source = artifact.path
+        if not os.path.exists(source):
+            raise StepFailed(f"file: the {artifact.role} to write is missing: {source}")
+        convert = settings.format not in ("auto", artifact.format)
+        if convert and artifact.format not in _DATASET_FORMATS:
+            raise StepFailed(
+                f"file: a {artifact.role} ({artifact.format}) cannot be written as "
+                f"{settings.format}; only datasets can be converted",
+                hint="use `format: auto` to write it as it is",
+            )
+        target = self._target(settings, source, settings.format if convert else None)
+        if not settings.overwrite and os.path.lexists(target):
+            raise _exists_error(target)
+        if os.path.exists(target) and os.path.samefile(source, target):
+            return target
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        if os.path.isdir(source):
+            _replace_folder(source, target, settings.overwrite)
+        else:
+            write = _converter(artifact.format, settings.format) if convert else _copier
+            _write_atomically(
+                target, lambda temporary: write(source, temporary), settings.overwrite
+            )
+        return target
+
+    @staticmethod
+    def _target(settings: Settings, source: str, new_format: str | None) -> str:
+        path = _local_path(settings.path)
+        # An existing folder receives a file; a folder artifact replaces it unless the path ends
+        # in "/".
+        into = path.endswith(("/", os.sep)) or (os.path.isdir(path) and not os.path.isdir(source))
+        if into:
+            name = os.path.basename(source.rstrip("/" + os.sep))
+            if new_format is not None:
+                name = os.path.splitext(name)[0] + "." + new_format
+            path = os.path.join(path, name)
+        return os.path.abspath(path)
+
+
+def _copier(source: str, destination: str) -> None:
+    with open(source, "rb") as reader, open(destination, "wb") as writer:
+        shutil.copyfileobj(reader, writer, 1024 * 1024)
+
+
+def _converter(source_format: str, target_format: str) -> Callable[[str, str], None]:
+    """Read a dataset in one format and write it in the other (pandas only when needed)."""
+
+    def convert(source: str, destination: str) -> None:
+        import pandas as pd
+
+        frame = pd.read_parquet(source) if source_format == "parquet" else pd.read_csv(source)
+        if target_format == "parquet":
+            frame.to_parquet(destination, index=False)
+        else:
+            frame.to_csv(destination, index=False)
+
+    return convert
+
+
+def _temporary_name(target: str) -> str:
+    folder, name = os.path.split(target)
+    return os.path.join(folder, f".{name}.{secrets.token_hex(6)}.tmp")
+
+
+def _write_atomically(target: str, write: Callable[[str], None], overwrite: bool) -> None:
+    """Write through `write(temporary_path)`, then move the result onto `target` in one step.
+
+    The temporary file is created with the usual permissions (0666 less the umask) rather than
+    mkstemp's 0600, so the final file is readable like any other the user writes. Without
+    `overwrite`, a hard link publishes the file, which fails rather than replace one that
+    appeared meanwhile.
+    """
+    temporary = _temporary_name(target)
+    os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    try:
+        write(temporary)
+        descriptor = os.open(temporary, os.O_RDONLY)
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
+        if overwrite:
+            os.replace(temporary, target)
+        else:
+            _publish_without_replacing(temporary, target)
+    except BaseException:
+        if os.path.lexists(temporary):
+            os.unlink(temporary)
+        raise
+
+
+def _exists_error(target: str) -> StepFailed:
+    return StepFailed(
+        f"file: {target} exists and `overwrite` is false",
+        hint="change the path (e.g. add {{ run.id }}) or set `overwrite: true`",
+    )
+
+
+def _publish_without_replacing(temporary: str, target: str) -> None:
+    try:
+        os.link(temporary, target)
+    except FileExistsError:
+        raise _exists_error(target) from None
+    except OSError:  # a file system without hard links: check, then rename
+        if os.path.lexists(target):
+            raise _exists_error(target) from None
+        os.replace(temporary, target)
+        return
+    os.unlink(temporary)
+
+
+def _replace_folder(source: str, target: str, overwrite: bool) -> None:
+    """Copy a folder artifact next to `target`, then swap it in with renames."""
+    temporary = _temporary_name(target)
+    shutil.copytree(source, temporary)
+    old = None
+    try:
+        if os.path.lexists(target):
+            if not overwrite:
+                raise _exists_error(target)
+            old = _temporary_name(target)
+            os.replace(target, old)
+        os.replace(temporary, target)
+    except BaseException:
+        shutil.rmtree(temporary, ignore_errors=True)
+        if old is not None and not os.path.lexists(target):
+            os.replace(old, target)
+        raise
+    if old is not None:
+        if os.path.isdir(old) and not os.path.islink(old):
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.unlink(old)
+
+
+SINKS: list[type[SinkStep]] = [FileSink]

@@ -1,3 +1,165 @@
-"""Placeholder; filled in by its owner."""
+"""Built-in sources: where a recipe's data comes from.
 
-SOURCES: list = []
+`csv` reads a local file or an http(s) URL with pandas. Its `columns` are the column contract
+the compiler checks every later step against, so the source yields exactly those columns and
+fails clearly, naming the missing one, when the file lacks one.
+"""
+
+from __future__ import annotations
+
+import urllib.error
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import urlsplit
+
+from pydantic import Field, field_validator, model_validator
+
+from skitflow.errors import RemoteError, StepFailed, did_you_mean
+from skitflow.steps.base import RunContext, SourceStep, StepSettings
+from skitflow.steps.transforms import CastType, ColumnList, convert_column
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["SOURCES"]
+
+_SCHEMES = ("", "file", "http", "https")
+
+
+class CsvSource(SourceStep):
+    """Read a CSV file, from a local path or an http(s) URL.
+
+    Compressed files (.gz, .zip, .bz2, .xz, .zst) are read as such. With `columns`, exactly
+    those columns are kept, in that order, and a missing one stops the run; later steps are
+    checked against them when the recipe is compiled. `dtype` reads chosen columns as a type
+    instead of letting pandas guess (`str` keeps leading zeros in ids such as "007").
+    """
+
+    name = "csv"
+    example: ClassVar[Mapping[str, Any]] = {
+        "path": "data/calls.csv",
+        "columns": ["call_id", "utterance", "intent", "duration"],
+        "dtype": {"call_id": "str"},
+    }
+
+    class Settings(StepSettings):
+        """Where the file is and how to read it."""
+
+        path: str = Field(
+            min_length=1,
+            description="A local path (relative to the working directory), a file:// URL or an "
+            "http(s):// URL.",
+        )
+        columns: ColumnList | None = Field(
+            None,
+            min_length=1,
+            description="The columns to read, in this order; the column contract of the recipe. "
+            "All columns, in the file's order, if omitted (later steps are then checked only "
+            "at run time).",
+        )
+        sep: str = Field(",", min_length=1, description="Field separator, e.g. `;` or `\\t`.")
+        encoding: str = Field("utf-8", description="Text encoding of the file.")
+        dtype: dict[str, CastType] | None = Field(
+            None,
+            description="Column -> int, float, str, bool, category or datetime, instead of "
+            "pandas' guess.",
+        )
+        limit: int | None = Field(
+            None, ge=1, description="Read at most this many rows (for a quick sample run)."
+        )
+
+        @field_validator("path")
+        @classmethod
+        def _known_scheme(cls, path: str) -> str:
+            scheme = urlsplit(path).scheme.lower()
+            if len(scheme) > 1 and scheme not in _SCHEMES:  # one letter: a Windows drive
+                raise ValueError(
+                    f"the csv source reads local files and http(s) URLs, not `{scheme}://`"
+                )
+            return path
+
+        @field_validator("encoding")
+        @classmethod
+        def _known_encoding(cls, encoding: str) -> str:
+            import codecs
+
+            try:
+                codecs.lookup(encoding)
+            except LookupError:
+                raise ValueError(f"unknown encoding `{encoding}`") from None
+            return encoding
+
+        @model_validator(mode="after")
+        def _dtype_of_read_columns(self) -> CsvSource.Settings:
+            if self.dtype and self.columns:
+                stray = [c for c in self.dtype if c not in self.columns]
+                if stray:
+                    hint = did_you_mean(stray[0], self.columns)
+                    raise ValueError(
+                        f"dtype given for `{stray[0]}`, which is not in `columns`"
+                        + (f"; {hint}" if hint else "")
+                    )
+            return self
+
+    def run(self, settings: Settings, ctx: RunContext) -> pd.DataFrame:
+        import pandas as pd
+
+        wanted = list(settings.columns) if settings.columns else None
+        seen: list[str] = []
+
+        def use(column: str) -> bool:  # records the header, for the did-you-mean of a miss
+            seen.append(column)
+            return wanted is None or column in wanted
+
+        hints = dict(settings.dtype or {})
+        try:
+            frame = pd.read_csv(
+                settings.path,
+                sep=settings.sep,
+                encoding=settings.encoding,
+                usecols=use,
+                nrows=settings.limit,
+                # read hinted columns as text and convert them below, with clear errors
+                dtype=dict.fromkeys(hints, "str") or None,
+            )
+        except FileNotFoundError:
+            raise StepFailed(
+                f"csv: no such file: {settings.path}",
+                hint="relative paths are read from the current working directory",
+            ) from None
+        except urllib.error.URLError as error:
+            reason = error.reason
+            if isinstance(error, urllib.error.HTTPError):
+                reason = f"HTTP {error.code} {error.reason}"
+            raise RemoteError(f"csv: cannot read {settings.path}: {reason}") from None
+        except OSError as error:
+            raise StepFailed(f"csv: cannot read {settings.path}: {error}") from None
+        except UnicodeDecodeError as error:
+            raise StepFailed(
+                f"csv: {settings.path} is not valid {settings.encoding}: {error.reason}",
+                hint="set `encoding`, e.g. `encoding: latin-1`",
+            ) from None
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as error:
+            raise StepFailed(f"csv: cannot parse {settings.path}: {error}") from None
+
+        if wanted is not None:
+            missing = [c for c in wanted if c not in frame.columns]
+            if missing:
+                hint = did_you_mean(missing[0], seen) or f"the file has: {', '.join(seen)}"
+                listed = ", ".join(f"`{c}`" for c in missing)
+                raise StepFailed(f"csv: {settings.path} has no column {listed}", hint=hint)
+            frame = frame[wanted]
+        unread = [c for c in hints if c not in frame.columns]
+        if unread:
+            raise StepFailed(
+                f"csv: dtype given for `{unread[0]}`, which {settings.path} does not have",
+                hint=did_you_mean(unread[0], seen),
+            )
+        converted = {c: convert_column(frame[c], to, c, "csv") for c, to in hints.items()}
+        if converted:
+            frame = frame.assign(**converted)
+        ctx.log(f"csv: read {len(frame)} rows, {len(frame.columns)} columns from {settings.path}")
+        return frame
+
+
+SOURCES: list[type[SourceStep]] = [CsvSource]
