@@ -37,7 +37,8 @@ def task_spec(plan: Plan, task: Task) -> str:
         "format": plan.dataset_format,
         "param_types": {name: plan.parameters[name].type for name in task.params},
         "calls": [
-            {"step": c.step, "location": c.location, "settings": c.settings} for c in task.calls
+            {"step": c.step, "kind": c.kind.value, "location": c.location, "settings": c.settings}
+            for c in task.calls
         ],
     }
     if task.probe:

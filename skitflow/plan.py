@@ -170,8 +170,8 @@ class _Planner:
             )
             return None
         if len(candidates) > 1:
-            known = [c for c in candidates if c in self.registry]
-            unknown = [c for c in candidates if c not in self.registry]
+            known = [c for c in candidates if self.registry.get(c, kind)]
+            unknown = [c for c in candidates if not self.registry.get(c, kind)]
             for name in unknown:
                 hint = did_you_mean(name, [*self.registry.names(kind), *allowed])
                 self.problems.append(
@@ -184,18 +184,19 @@ class _Planner:
                 )
             return None
         name = candidates[0]
-        entry = self.registry.get(name)
+        entry = self.registry.get(name, kind)
+        if entry is None and name in self.registry:
+            other = self.registry.find(name)[0]
+            self.problems.append(
+                self.map.problem((*path, name), f"`{name}` is a {other.kind.value} step, not a {kind.value} step",
+                                 f"{kind.value} steps: {', '.join(self.registry.names(kind))}", key=True)
+            )
+            return None
         if entry is None:
             hint = did_you_mean(name, self.registry.names(kind)) or did_you_mean(name, allowed) or (
                 f"{kind.value} steps: {', '.join(self.registry.names(kind))}; `skitflow steps` lists all"
             )
             self.problems.append(self.map.problem((*path, name), f"unknown {kind.value} step `{name}`", hint, key=True))
-            return None
-        if entry.kind != kind:
-            self.problems.append(
-                self.map.problem((*path, name), f"`{name}` is a {entry.kind.value} step, not a {kind.value} step",
-                                 f"{kind.value} steps: {', '.join(self.registry.names(kind))}", key=True)
-            )
             return None
         raw_settings = item[name]
         if raw_settings is None:

@@ -37,33 +37,46 @@ class Registered:
 
 
 class Registry:
-    """Name -> step lookup with the errors a user needs when a name is wrong."""
+    """(kind, name) -> step lookup with the errors a user needs when a name is wrong.
+
+    Names are unique per kind, so a source and a sink may share a name (`s3`, `labelstudio`):
+    where a step is written in the recipe says which kind is meant.
+    """
 
     def __init__(self, entries: Iterable[Registered]) -> None:
-        self._by_name: dict[str, Registered] = {}
+        self._entries: dict[tuple[Kind, str], Registered] = {}
         for entry in entries:
-            other = self._by_name.get(entry.name)
+            key = (entry.kind, entry.name)
+            other = self._entries.get(key)
             if other is not None and other.step is not entry.step:
                 raise SkitflowError(
-                    f"two steps are named `{entry.name}`: one from package `{other.package}` "
-                    f"({other.step.__module__}.{other.step.__qualname__}), one from package "
-                    f"`{entry.package}` ({entry.step.__module__}.{entry.step.__qualname__})",
+                    f"two {entry.kind.value} steps are named `{entry.name}`: one from package "
+                    f"`{other.package}` ({other.step.__module__}.{other.step.__qualname__}), one "
+                    f"from package `{entry.package}` ({entry.step.__module__}.{entry.step.__qualname__})",
                     hint="uninstall one of the packages, or ask its author to rename the step",
                     exit_code=1,
                 )
-            self._by_name[entry.name] = entry
+            self._entries[key] = entry
 
     def __contains__(self, name: str) -> bool:
-        return name in self._by_name
+        return any(name == n for _, n in self._entries)
 
     def __iter__(self) -> Iterator[Registered]:
-        return iter(sorted(self._by_name.values(), key=lambda e: (e.kind.value, e.name)))
+        return iter(sorted(self._entries.values(), key=lambda e: (e.kind.value, e.name)))
 
-    def get(self, name: str) -> Registered | None:
-        return self._by_name.get(name)
+    def get(self, name: str, kind: Kind | None = None) -> Registered | None:
+        """The step called `name` of `kind`; without a kind, the only step of that name."""
+        if kind is not None:
+            return self._entries.get((kind, name))
+        found = self.find(name)
+        return found[0] if len(found) == 1 else None
+
+    def find(self, name: str) -> list[Registered]:
+        """Every step called `name`, whatever its kind."""
+        return [entry for (_, n), entry in sorted(self._entries.items()) if n == name]
 
     def names(self, kind: Kind | None = None) -> list[str]:
-        return sorted(e.name for e in self._by_name.values() if kind is None or e.kind == kind)
+        return sorted({n for k, n in self._entries if kind is None or k == kind})
 
     def suggest(self, name: str, kind: Kind | None = None) -> str | None:
         return did_you_mean(name, self.names(kind))

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from skitflow.datasets import read_dataset, write_dataset
-from skitflow.steps.base import ArtifactFile, RunContext, Step
+from skitflow.steps.base import ArtifactFile, Kind, RunContext, Step
 
 FAILURE_MARKER = "SKITFLOW-FAILURE "
 _SECRET_WORDS = ("SECRET", "TOKEN", "PASSWORD", "PASSWD", "KEY", "CREDENTIAL")
@@ -62,7 +62,7 @@ class _TaskRun:
         registry = default_registry()
         self.calls: list[_Call] = []
         for call in self.spec["calls"]:
-            entry = registry.get(call["step"])
+            entry = registry.get(call["step"], Kind(call["kind"]))
             if entry is None:
                 raise LookupError(
                     f"step `{call['step']}` is not installed in this image; install the plugin "
@@ -161,8 +161,6 @@ def prepare(out: Any, spec: str, params: Mapping[str, Any]) -> Outputs:
     except Exception as exc:
         run.failed(source, exc)
         raise
-    run.log(f"{source.step.name}: read {len(frame)} rows, {len(frame.columns)} columns "
-            f"({time.perf_counter() - started:.2f}s)")
     history = [{"step": source.step.name, "rows_in": 0, "rows_out": len(frame),
                 "seconds": round(time.perf_counter() - started, 3)}]
     frame = run.steps(frame, history)

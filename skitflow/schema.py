@@ -24,9 +24,10 @@ def recipe_schema(registry: Registry) -> dict[str, Any]:
     options = ItemOptions.model_json_schema(ref_template="#/$defs/{model}")
     defs.update(options.pop("$defs", {}))
     for entry in registry:
-        settings = entry.step.Settings.model_json_schema(ref_template="#/$defs/" + entry.name + "__{model}")
+        prefix = f"{entry.kind.value}__{entry.name}"
+        settings = entry.step.Settings.model_json_schema(ref_template="#/$defs/" + prefix + "__{model}")
         for name, nested in settings.pop("$defs", {}).items():
-            defs[f"{entry.name}__{name}"] = nested
+            defs[f"{prefix}__{name}"] = nested
         for prop in settings.get("properties", {}).values():
             original = dict(prop)
             prop.clear()
@@ -35,16 +36,17 @@ def recipe_schema(registry: Registry) -> dict[str, Any]:
                 if key in original:
                     prop[key] = original[key]
         settings["description"] = (entry.step.__doc__ or "").strip()
-        defs[f"step__{entry.name}"] = settings
+        defs[prefix] = settings
 
     def item_schema(slot: str) -> dict[str, Any]:
         allowed = SLOT_OPTIONS[slot]
         option_props = {k: v for k, v in options["properties"].items() if k in allowed}
         variants = []
-        for name in registry.names(_SLOT_KIND[slot]):
+        kind = _SLOT_KIND[slot]
+        for name in registry.names(kind):
             variants.append({
                 "type": "object",
-                "properties": {name: {"anyOf": [{"$ref": f"#/$defs/step__{name}"}, {"type": "null"}]},
+                "properties": {name: {"anyOf": [{"$ref": f"#/$defs/{kind.value}__{name}"}, {"type": "null"}]},
                                **option_props},
                 "required": [name],
                 "additionalProperties": False,

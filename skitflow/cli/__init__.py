@@ -29,7 +29,7 @@ app = typer.Typer(
     cls=_Group,
     name="skitflow",
     help="Declarative ML pipeline recipes, compiled to Kubeflow Pipelines v2.",
-    no_args_is_help=True,
+    invoke_without_command=True,
     add_completion=False,
     pretty_exceptions_show_locals=False,
     rich_markup_mode=None,
@@ -51,12 +51,16 @@ def _register() -> None:
 
 @app.callback()
 def _root(
+    ctx: typer.Context,
     version: bool = typer.Option(False, "--version", help="Print the version and exit."),
 ) -> None:
     if version:
         from skitflow import __version__
 
         typer.echo(__version__)
+        raise typer.Exit(0)
+    if ctx.invoked_subcommand is None:
+        typer.echo(ctx.get_help())
         raise typer.Exit(0)
 
 

@@ -35,9 +35,20 @@ def show(name: str = typer.Argument(..., help="Step name, as used in recipes."))
     from skitflow.registry import default_registry
 
     registry = default_registry()
-    entry = registry.get(name)
-    if entry is None:
+    entries = registry.find(name)
+    if not entries:
         raise SkitflowError(f"unknown step `{name}`", hint=registry.suggest(name) or "`skitflow steps` lists them")
+    for index, entry in enumerate(entries):
+        if index:
+            stdout().print()
+        _show(entry)
+
+
+def _show(entry) -> None:
+    import yaml
+    from rich.table import Table
+
+    name = entry.name
     step = entry.step
     out = stdout()
     out.print(f"{step.name} ({step.kind.value}, from {entry.package})", markup=False)
@@ -45,16 +56,17 @@ def show(name: str = typer.Argument(..., help="Step name, as used in recipes."))
     table = Table("setting", "type", "default", "description", box=None, pad_edge=False)
     for field_name, info in step.Settings.model_fields.items():
         default = "required" if info.is_required() else repr(info.get_default(call_default_factory=True))
-        type_name = getattr(info.annotation, "__name__", None) or str(info.annotation).replace("typing.", "")
+        type_name = _type_name(info.annotation)
         table.add_row(field_name, type_name, default, info.description or "")
     out.print()
     out.print(table)
     example = dict(step.example)
     try:
         settings = step.Settings.model_validate(example)
-        needs = list(step.needs(settings))
+        instance = step()
+        needs = list(instance.needs(settings))
         before = [*needs, "other"]
-        after = step.columns_after(settings, before)
+        after = instance.columns_after(settings, before)
         out.print()
         out.print(f"needs columns: {', '.join(needs) or '-'}", markup=False)
         out.print("columns after: " + ("decided by the data at run time" if after is None else (
@@ -66,3 +78,24 @@ def show(name: str = typer.Argument(..., help="Step name, as used in recipes."))
     slot = {"source": "source", "transform": "steps", "sink": "sinks"}.get(step.kind.value, step.kind.value)
     snippet = {slot: [{name: example}]} if slot in ("steps", "sinks") else {slot: {name: example}}
     out.print(yaml.safe_dump(snippet, sort_keys=False).rstrip(), markup=False)
+
+
+def _type_name(annotation) -> str:
+    """`list[str] | None`, `'any' | 'all'`: types as a user reads them, not typing's repr."""
+    import types
+    import typing
+
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin is typing.Literal:
+        return " | ".join(repr(a) for a in args)
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join(_type_name(a) for a in args)
+    if origin is typing.Annotated:
+        return _type_name(args[0])
+    if origin is not None:
+        inner = ", ".join(_type_name(a) for a in args)
+        return f"{getattr(origin, '__name__', str(origin))}[{inner}]" if inner else origin.__name__
+    if annotation is type(None):
+        return "None"
+    return getattr(annotation, "__name__", str(annotation).replace("typing.", ""))

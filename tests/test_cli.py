@@ -1,0 +1,107 @@
+"""The command line: exit codes, messages, steps, schema; through typer's CliRunner."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from skitflow.registry import default_registry
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_validate_ok(cli, repo_root) -> None:
+    result = cli("validate", "recipes")
+    assert result.exit_code == 0, result.output
+    assert "ok recipes/seed-workflow.yaml (6 tasks)" in result.output
+
+
+def test_validate_reports_problems_of_every_file_with_exit_2(cli, repo_root) -> None:
+    result = cli("validate", "tests/recipes/invalid/unknown-step.yaml",
+                 "tests/recipes/invalid/duplicate-key.yaml")
+    assert result.exit_code == 2
+    assert "unknown-step.yaml:6:5" in result.stderr
+    assert "duplicate-key.yaml:7:1" in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_missing_file_is_invalid_input(cli, tmp_path) -> None:
+    result = cli("validate", tmp_path / "nope.yaml")
+    assert result.exit_code == 2
+    assert "does not exist" in result.stderr
+
+
+def test_compile_a_folder_writes_one_package_per_recipe(cli, repo_root, tmp_path) -> None:
+    result = cli("compile", "recipes", "-o", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "prepare-tickets.yaml", "seed-workflow.yaml"]
+
+
+def test_compile_writes_nothing_when_any_recipe_is_invalid(cli, repo_root, tmp_path) -> None:
+    folder = tmp_path / "recipes"
+    folder.mkdir()
+    (folder / "good.yaml").write_text((REPO / "recipes/prepare-tickets.yaml").read_text())
+    (folder / "bad.yaml").write_text((REPO / "tests/recipes/invalid/unknown-step.yaml").read_text())
+    out = tmp_path / "build"
+    result = cli("compile", folder, "-o", out)
+    assert result.exit_code == 2
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_steps_lists_every_registered_step(cli) -> None:
+    result = cli("steps")
+    assert result.exit_code == 0
+    for entry in default_registry():
+        assert entry.name in result.stdout
+
+
+def test_steps_show_prints_settings_contract_and_example(cli) -> None:
+    result = cli("steps", "show", "rename_columns")
+    assert result.exit_code == 0, result.output
+    assert "mapping" in result.stdout
+    assert "needs columns:" in result.stdout
+    assert "example:" in result.stdout
+
+
+def test_steps_show_unknown_step_suggests(cli) -> None:
+    result = cli("steps", "show", "lowercse")
+    assert result.exit_code == 2
+    assert "did you mean `lowercase`?" in result.stderr
+
+
+def test_checked_in_schema_is_current(cli) -> None:
+    result = cli("schema")
+    assert result.exit_code == 0
+    checked_in = (REPO / "schemas" / "recipe.schema.json").read_text()
+    assert result.stdout == checked_in, "schemas/recipe.schema.json is stale: run `make schema`"
+
+
+def test_schema_accepts_valid_recipes_and_refuses_invalid_ones() -> None:
+    import jsonschema
+    import yaml
+
+    schema = json.loads((REPO / "schemas" / "recipe.schema.json").read_text())
+    validator = jsonschema.Draft202012Validator(schema)
+    for recipe in [*REPO.glob("recipes/*.yaml"), *REPO.glob("examples/*.yaml")]:
+        assert not list(validator.iter_errors(yaml.safe_load(recipe.read_text()))), recipe
+    bad = yaml.safe_load((REPO / "tests/recipes/invalid/unknown-step.yaml").read_text())
+    assert list(validator.iter_errors(bad))
+
+
+@pytest.mark.parametrize("entry", list(default_registry()), ids=lambda e: f"{e.kind.value}-{e.name}")
+def test_every_registered_step_is_documented(entry) -> None:
+    step = entry.step
+    assert step.summary(), f"{entry.name}: no one-line summary (class docstring)"
+    for name, field in step.Settings.model_fields.items():
+        assert field.description, f"{entry.name}.{name} has no description"
+    step.Settings.model_validate(dict(step.example))
+
+
+def test_version(cli) -> None:
+    from skitflow import __version__
+
+    result = cli("--version")
+    assert result.exit_code == 0 and result.stdout.strip() == __version__
