@@ -29,8 +29,6 @@ def list_steps(ctx: typer.Context) -> None:
 @app.command("show")
 def show(name: str = typer.Argument(..., help="Step name, as used in recipes.")) -> None:
     """Show a step's settings, its column contract and an example."""
-    import yaml
-    from rich.table import Table
 
     from skitflow.registry import default_registry
 
