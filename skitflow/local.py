@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from skitflow import kfp_local_fixes
 from skitflow.compiler import Package
 from skitflow.emit import write_atomically
 from skitflow.errors import Location, StepFailed
@@ -137,35 +138,6 @@ class _LogHandler(logging.Handler):
         self._on_line(_ANSI.sub("", record.getMessage()))
 
 
-def _resolve_task_outputs_in_conditions() -> None:
-    """Work around kfp.local 2.17.3 resolving `dsl.If` conditions on task outputs.
-
-    kfp names such a channel `pipelinechannel--<task>-<output>`, but kfp.local's condition
-    evaluator only recognises `<task>--<output>` and otherwise looks for a pipeline input, so every
-    condition on a task output (our data conditions and gates) evaluated to False. Kubeflow itself
-    resolves them correctly; here we try each `<task>-<output>` split against the task outputs
-    before falling back to kfp's own lookup. Idempotent.
-    """
-    from kfp.local.orchestrator import enhanced_dag_orchestrator as dag
-
-    original = dag.ConditionEvaluator._resolve_pipeline_channel
-    if getattr(original, "_skitflow_patched", False):
-        return
-
-    def resolve(channel_ref: str, io_store: Any) -> Any:
-        name = channel_ref.replace("pipelinechannel--", "")
-        for cut in [i for i, char in enumerate(name) if char == "-"][::-1]:
-            task, key = name[:cut], name[cut + 1:]
-            try:
-                return io_store.get_task_output(task, key)
-            except (ValueError, KeyError):
-                continue
-        return original(channel_ref, io_store)
-
-    resolve._skitflow_patched = True  # type: ignore[attr-defined]
-    dag.ConditionEvaluator._resolve_pipeline_channel = staticmethod(resolve)
-
-
 def default_out_dir(recipe_name: str, base: Path = Path("runs")) -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     candidate, n = base / f"{recipe_name}-{stamp}", 2
@@ -200,7 +172,7 @@ def run_package(
 
     out_dir.mkdir(parents=True, exist_ok=True)
     package_path = write_atomically(out_dir / "package.yaml", package.text)
-    _resolve_task_outputs_in_conditions()
+    kfp_local_fixes.apply()
     tracker = _Tracker(package, listener)
     init: dict[str, Any] = {"runner": local.SubprocessRunner(use_venv=False),
                             "pipeline_root": str(out_dir.resolve()), "raise_on_error": False}

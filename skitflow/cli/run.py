@@ -20,6 +20,7 @@ def run(
     params_file: Path | None = typer.Option(None, "--params-file", help="YAML/JSON file of parameter values."),
     out: Path | None = typer.Option(None, "--out", help="Run folder (default: a new folder under runs/)."),
     cache: bool = typer.Option(True, "--cache/--no-cache", help="Reuse results of unchanged finished tasks."),
+    cache_dir: Path = typer.Option(Path("runs/.cache"), "--cache-dir", help="Where finished tasks are cached."),
 ) -> None:
     """Run a recipe end to end on this machine (no cluster, no Docker)."""
     from skitflow.api import compile_recipe
@@ -50,7 +51,7 @@ def run(
         seen[state.id] = (state.status, len(state.messages))
 
     result = run_package(package, arguments, out_dir, recipe_file=str(recipe),
-                         cache_dir=Path("runs/.cache") if cache else None, listener=show)
+                         cache_dir=cache_dir if cache else None, listener=show)
     print_summary(result, console)
     if not result.succeeded:
         raise failure_error(result, str(recipe))

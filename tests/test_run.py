@@ -1,0 +1,145 @@
+"""`skitflow run` end to end: the compiled package executed on this machine by kfp.local."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.slow
+
+
+def skitflow(*args: object, cwd: Path = REPO, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "skitflow", *map(str, args)], cwd=cwd,
+                          capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=300)
+
+
+def test_example_runs_end_to_end(tmp_path: Path) -> None:
+    out, published = tmp_path / "run", tmp_path / "published"
+    result = skitflow("run", "examples/tickets.yaml", "--out", out, "--param", f"out_dir={published}",
+                      "--cache-dir", tmp_path / "cache")
+    assert result.returncode == 0, result.stdout + result.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["succeeded"] is True
+    assert summary["gate"]["passed"] is True
+    assert summary["tasks"]["csv-to-one-hot"]["rows"] == 2941  # 59 duplicate ticket ids dropped
+    assert summary["metrics"]["f1_macro"] > 0.7
+    assert (out / "package.yaml").read_text().startswith("# PIPELINE DEFINITION")
+    # progress and summary on stdout
+    assert "drop_duplicates: 3000 -> 2941 rows" in result.stdout
+    assert "gate passed" in result.stdout
+    # artifacts by task and output
+    run_dir = Path(summary["run_dir"])
+    metrics = json.loads((run_dir / "evaluate-classification" / "metrics").read_text())
+    assert set(metrics["metrics"]) >= {"accuracy", "f1_macro", "roc_auc"}
+    report = (run_dir / "evaluate-classification" / "report").read_text()
+    assert "data:image/png;base64," in report
+    # the same sink wrote the dataset and the model
+    import pandas as pd
+    import xgboost
+
+    dataset = pd.read_parquet(published / "tickets-classifier" / "dataset.parquet")
+    assert len(dataset) == 2941 and "channel_email" in dataset.columns
+    booster = xgboost.Booster()
+    booster.load_model(str(published / "tickets-classifier" / "model.json"))
+    meta = json.loads(booster.attr("skitflow_metadata"))
+    assert meta["target"] == "label" and meta["classes"] == ["account", "billing", "other", "technical"]
+
+
+def test_a_failed_gate_keeps_the_model_out_of_its_sinks(tmp_path: Path) -> None:
+    published = tmp_path / "published"
+    result = skitflow("run", "examples/tickets.yaml", "--out", tmp_path / "run", "--no-cache",
+                      "--param", "min_f1=0.999", "--param", f"out_dir={published}")
+    assert result.returncode == 0, result.stderr
+    assert "gate FAILED: the model was not written" in result.stdout
+    assert (published / "tickets-classifier" / "dataset.parquet").exists()
+    assert not (published / "tickets-classifier" / "model.json").exists()
+
+
+FAILING = """\
+apiVersion: skitflow/v1
+name: failing
+source:
+  csv: {path: data.csv}
+steps:
+  - dropna: {}
+split:
+  train_test: {test_size: 0.5, seed: 1}
+trainer:
+  xgboost: {target: y}
+sinks:
+  - file: {path: out/model.json, overwrite: false}
+    input: model
+"""
+
+
+def test_a_failing_step_is_named_with_its_location_and_finished_tasks_are_reused(tmp_path: Path) -> None:
+    (tmp_path / "data.csv").write_text("x,y\n" + "".join(f"{i},{i % 2}\n" for i in range(40)))
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "model.json").write_text("keep me")
+    (tmp_path / "failing.yaml").write_text(FAILING)
+    first = skitflow("run", "failing.yaml", "--out", "run1", cwd=tmp_path)
+    assert first.returncode == 1, first.stdout + first.stderr
+    assert "step `file` in task `file-model` failed" in first.stderr
+    assert "--> failing.yaml:12:5" in first.stderr
+    assert "12 |   - file: {path: out/model.json, overwrite: false}" in first.stderr
+    assert "Traceback" not in first.stderr
+    assert (tmp_path / "out" / "model.json").read_text() == "keep me"  # nothing lost
+    summary = json.loads((tmp_path / "run1" / "summary.json").read_text())
+    assert summary["tasks"]["train-xgboost"]["status"] == "succeeded"
+    assert Path(summary["tasks"]["train-xgboost"]["artifacts"]["model"]).exists()
+
+    second = skitflow("run", "failing.yaml", "--out", "run2", cwd=tmp_path)
+    assert second.returncode == 1
+    rerun = json.loads((tmp_path / "run2" / "summary.json").read_text())["tasks"]
+    assert rerun["csv-dropna"]["status"] == "cached"
+    assert rerun["split-train-test"]["status"] == "cached"
+    assert rerun["train-xgboost"]["status"] == "cached"
+    assert rerun["file-model"]["status"] == "failed"
+
+
+def test_bad_parameters_are_refused_before_anything_runs(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    result = skitflow("run", "examples/tickets.yaml", "--out", out, "--param", "test_size=lots",
+                      "--param", "min_f2=0.5")
+    assert result.returncode == 2
+    assert "`test_size` expects a float, got `lots`" in result.stderr
+    assert "unknown parameter `min_f2`" in result.stderr and "did you mean `min_f1`?" in result.stderr
+    assert not out.exists()
+
+
+CONDITIONAL = """\
+apiVersion: skitflow/v1
+name: conditional
+source:
+  csv: {path: data.csv}
+split:
+  train_test: {test_size: 0.25, seed: 3}
+  when: "'split' not in columns"
+  otherwise:
+    by_column: {column: split}
+sinks:
+  - file: {path: out/test.csv, format: csv}
+    input: test
+"""
+
+
+@pytest.mark.parametrize("has_split_column", [True, False])
+def test_a_data_condition_picks_the_split_at_run_time(tmp_path: Path, has_split_column: bool) -> None:
+    rows = "".join(f"{i},{'test' if i % 4 == 0 else 'train'}\n" for i in range(20))
+    header = "x,split\n" if has_split_column else "x,other\n"
+    (tmp_path / "data.csv").write_text(header + rows)
+    (tmp_path / "conditional.yaml").write_text(CONDITIONAL)
+    result = skitflow("run", "conditional.yaml", "--out", "run", "--no-cache", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    tasks = json.loads((tmp_path / "run" / "summary.json").read_text())["tasks"]
+    ran = "split-by-column" if has_split_column else "split-train-test"
+    skipped = "split-train-test" if has_split_column else "split-by-column"
+    assert tasks[ran]["status"] == "succeeded" and tasks[skipped]["status"] == "skipped"
+    test_rows = (tmp_path / "out" / "test.csv").read_text().splitlines()
+    assert len(test_rows) - 1 == 5
