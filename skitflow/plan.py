@@ -262,8 +262,8 @@ class _Planner:
                     if column in columns.gone:
                         hint = f"`{column}` was {columns.gone[column]}; re-order or drop that step"
                     elif not did_you_mean(column, columns.known) and close_gone:
-                        gone = close_gone.split("`")[1]
-                        hint = f"{close_gone} it was {columns.gone[gone]}"
+                        gone_name = close_gone.split("`")[1]
+                        hint = f"{close_gone} it was {columns.gone[gone_name]}"
                     else:
                         hint = did_you_mean(column, columns.known) or (
                             "columns here: " + ", ".join(f"`{c}`" for c in columns.known[:12])
@@ -397,7 +397,9 @@ class _Planner:
         if split is not None:
             condition = self.condition(split, dataset, tasks)
             split_ids = []
-            for branch, item in (("if", split), ("else", otherwise)):
+            branches: tuple[tuple[Literal["if", "else"], _Item | None], ...] = (
+                ("if", split), ("else", otherwise))
+            for branch, item in branches:
                 if item is None:
                     continue
                 task_id = self.task_id(item.options.name, f"split-{item.call.step}")
@@ -554,7 +556,7 @@ def parse_when(text: str, parameters: tuple[str, ...]) -> tuple:
     if isinstance(tree, ast.Compare) and len(tree.ops) == 1 and (name := param_name(tree.left)) is not None:
         op = _OPS.get(type(tree.ops[0]))
         right = tree.comparators[0]
-        literal = right.id == "true" if isinstance(right, ast.Name) and right.id in ("true", "false") else None
+        literal: Any = right.id == "true" if isinstance(right, ast.Name) and right.id in ("true", "false") else None
         if isinstance(right, ast.Constant):
             literal = right.value
         if op is None or literal is None:
