@@ -222,7 +222,7 @@ def coerce_parameter(name: str, spec: Parameter, value: Any) -> Any:
                 try:
                     value = yaml.safe_load(value)
                 except yaml.YAMLError:
-                    raise ValueError(f"`{name}` expects a {kind} as JSON or YAML") from None
+                    raise ValueError(f"`{name}` expects {_a(kind)} as JSON or YAML") from None
         elif kind == "bool":
             lowered = value.strip().lower()
             if lowered not in ("true", "false", "1", "0", "yes", "no"):
@@ -232,9 +232,13 @@ def coerce_parameter(name: str, spec: Parameter, value: Any) -> Any:
             try:
                 value = PARAM_TYPES[kind](value)
             except ValueError:
-                raise ValueError(f"`{name}` expects a {kind}, got `{value}`") from None
+                raise ValueError(f"`{name}` expects {_a(kind)}, got `{value}`") from None
     if kind == "float" and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if not _matches_type(value, kind):
-        raise ValueError(f"`{name}` expects a {kind}, got {type(value).__name__} `{value}`")
+        raise ValueError(f"`{name}` expects {_a(kind)}, got {type(value).__name__} `{value}`")
     return value
+
+
+def _a(kind: str) -> str:
+    return f"an {kind}" if kind == "int" else f"a {kind}"
