@@ -222,12 +222,16 @@ def classify(exc: BaseException) -> Failure | None:
         return Failure("tls", message=_last_line(cause))
     if isinstance(cause, errors.NameResolutionError):
         return Failure("dns", message=_last_line(cause))
+    # NewConnectionError subclasses ConnectTimeoutError in urllib3: test it first.
+    if isinstance(cause, errors.NewConnectionError | ConnectionRefusedError):
+        reason = _last_line(cause).rpartition("new connection: ")[2]
+        return Failure("refused", message=reason)
     if isinstance(cause, errors.ConnectTimeoutError | errors.ReadTimeoutError | TimeoutError):
         return Failure("timeout", message=_last_line(cause))
-    if isinstance(cause, errors.NewConnectionError | ConnectionRefusedError):
-        return Failure("refused", message=_last_line(cause))
-    if isinstance(cause, errors.ProtocolError | ConnectionError | errors.HTTPError):
+    if isinstance(cause, errors.ProtocolError | ConnectionError):
         return Failure("dropped", message=_last_line(cause))
+    if isinstance(cause, errors.HTTPError):  # e.g. a host URL urllib3 cannot parse
+        return Failure("other", message=_last_line(cause))
     return None
 
 
@@ -309,6 +313,21 @@ class Kfp:
         self.stats = CallStats()
         self._client: Any = None
 
+    def connect(self) -> None:
+        """Build the client (kfp asks healthz unless a namespace is set); refuse a multi-user
+        install without a namespace, where every list call would fail anyway."""
+        if self._client is not None:
+            return
+        client = self.call("connecting", lambda client: client)
+        healthz = getattr(client, "_skitflow_healthz", None)
+        # In a pod, kfp picks up the pod's own namespace; that one will do.
+        found = self.target.namespace or client.get_user_namespace()
+        if healthz is not None and healthz.multi_user and not found:
+            raise SkitflowError(
+                f"Kubeflow at {self.target.host} is a multi-user install: a namespace is needed",
+                hint="pass --namespace (or set KFP_NAMESPACE, or `namespace` in [tool.skitflow])",
+            )
+
     def call(self, what: str, operation: Callable[[Any], T]) -> T:
         """Run `operation(client)`, retrying transient faults; `what` names it in messages.
 
@@ -370,7 +389,7 @@ class Kfp:
         status = failure.status
         namespace = self.target.namespace
         if failure.kind == "refused":
-            message = f"cannot reach Kubeflow Pipelines at {host} while {what}: connection refused"
+            message = f"cannot reach Kubeflow Pipelines at {host} while {what}: {failure.message}"
             hint = ("check --host / KFP_HOST and that the API answers there "
                     "(e.g. `kubectl port-forward -n kubeflow svc/ml-pipeline-ui 8080:80` and "
                     "--host http://localhost:8080)")
@@ -478,7 +497,8 @@ def _client_class(timeout: float) -> type:
 
         def get_kfp_healthz(self, sleep_duration: int = 0) -> Any:
             self._skitflow_transport()
-            return self._healthz_api.healthz_service_get_healthz()
+            self._skitflow_healthz = self._healthz_api.healthz_service_get_healthz()
+            return self._skitflow_healthz
 
         def _skitflow_transport(self) -> None:
             pool = self._healthz_api.api_client.rest_client.pool_manager
