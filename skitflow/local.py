@@ -268,6 +268,8 @@ def failure_error(result: RunResult, recipe_file: str) -> StepFailed:
         location = Location(recipe_file, int(line), int(column))
     what = f"step `{step}` in task `{task}`" if step else f"task `{task}`"
     error = failure.get("error") or "the task exited with an error"
-    return StepFailed(f"{what} failed: {error}", location,
-                      f"the full log is in {result.out_dir / 'run.log'}; finished tasks are cached, "
-                      "so a rerun starts from the failed task")
+    hint = f"the full log is in {result.out_dir / 'run.log'}; finished tasks are cached, so a " \
+        "rerun starts from the failed task"
+    if failure.get("hint"):
+        hint = f"{failure['hint']}; {hint}"
+    return StepFailed(f"{what} failed: {error}", location, hint)

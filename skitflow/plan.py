@@ -295,8 +295,14 @@ class _Planner:
         return candidate
 
     def merge_options(self, items: list[_Item], defaults: TaskOptions) -> TaskOptions:
-        """Recipe defaults, overridden by what the items set; fused items must agree."""
+        """Recipe defaults, overridden by what the items set; fused items must agree.
+
+        A task holding a step that is not cacheable (it reads a database, writes somewhere) is
+        not cached unless the recipe asks for caching explicitly.
+        """
         updates: dict[str, Any] = {}
+        if defaults.caching is None and not all(item.step.cacheable for item in items):
+            updates["caching"] = False
         setter: dict[str, _Item] = {}
         for item in items:
             for name in sorted(item.explicit & set(TaskOptions.model_fields)):

@@ -12,6 +12,7 @@ import collections
 import datetime as _dt
 import json
 import os
+import re
 import sys
 import time
 from collections.abc import Mapping
@@ -83,6 +84,9 @@ class _TaskRun:
             "location": call.location if call else None,
             "error": redact(f"{type(exc).__name__}: {exc}" if not _is_user_error(exc) else str(exc)),
         }
+        hints = [p.hint for p in getattr(exc, "problems", []) if p.hint]
+        if hints:
+            record["hint"] = redact(hints[0])
         print(FAILURE_MARKER + json.dumps(record), file=sys.stderr, flush=True)
 
     def steps(self, frame: Any, history: list[dict[str, Any]]) -> Any:
@@ -125,11 +129,20 @@ def _is_user_error(exc: BaseException) -> bool:
     return isinstance(exc, SkitflowError | ValueError | KeyError | LookupError | ValidationError)
 
 
+_URL_PASSWORD = re.compile(r"://[^/:@\s]+:([^@\s]+)@")
+
+
 def redact(text: str) -> str:
-    """Replace values of secret-looking environment variables found in `text`."""
+    """Replace secrets from the environment found in `text`: values of secret-looking variables,
+    and passwords inside URLs (DATABASE_URL and the like)."""
     for name, value in os.environ.items():
-        if value and len(value) >= 4 and any(w in name.upper() for w in _SECRET_WORDS):
+        if not value or len(value) < 4:
+            continue
+        if any(w in name.upper() for w in _SECRET_WORDS):
             text = text.replace(value, "***")
+        for match in _URL_PASSWORD.finditer(value):
+            if len(match.group(1)) >= 3:
+                text = text.replace(match.group(1), "***")
     return text
 
 

@@ -5,12 +5,16 @@ the registry loads `BUILTIN_STEPS` from here like any plugin's list. One module 
 """
 
 from skitflow.steps.evaluators import EVALUATORS
+from skitflow.steps.labelstudio import LABELSTUDIO_STEPS
 from skitflow.steps.sinks import SINKS
 from skitflow.steps.sources import SOURCES
 from skitflow.steps.split import SPLITS
+from skitflow.steps.sql import SQL_STEPS
 from skitflow.steps.trainers import TRAINERS
 from skitflow.steps.transforms import TRANSFORMS
 
-BUILTIN_STEPS = [*SOURCES, *TRANSFORMS, *SINKS, *SPLITS, *TRAINERS, *EVALUATORS]
+BUILTIN_STEPS = [
+    *SOURCES, *SQL_STEPS, *TRANSFORMS, *SINKS, *LABELSTUDIO_STEPS, *SPLITS, *TRAINERS, *EVALUATORS,
+]
 
 __all__ = ["BUILTIN_STEPS"]

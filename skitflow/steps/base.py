@@ -61,6 +61,9 @@ class Step:
     Settings: ClassVar[type[StepSettings]] = StepSettings
     #: A settings example shown by `skitflow steps show` and used by the docs test.
     example: ClassVar[Mapping[str, Any]] = {}
+    #: False for steps whose result depends on the outside world (a database, an annotation
+    #: service) or that have side effects: their task is not cached unless the recipe says so.
+    cacheable: ClassVar[bool] = True
 
     # -- column contract (pure) -------------------------------------------------------------
     def needs(self, settings: Any) -> Sequence[str]:
@@ -103,6 +106,7 @@ class SinkStep(Step):
     """Writes an artifact (dataset, model, metrics) somewhere; returns where it went."""
 
     kind = Kind.SINK
+    cacheable = False  # a cached sink would not write again after its target was removed
 
     def run(self, artifact: ArtifactFile, settings: Any, ctx: RunContext) -> str:
         raise NotImplementedError

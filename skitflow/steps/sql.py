@@ -57,6 +57,7 @@ _TRANSIENT_FAULTS = (
 # SQLSTATEs worth a retry: connection exceptions (08xxx), admin/crash shutdown, cannot connect
 # now, too many connections, serialization failure, deadlock.
 _TRANSIENT_SQLSTATES = {"57P01", "57P02", "57P03", "53300", "40001", "40P01"}
+_UTC_NAMES = {"Etc/UTC", "Etc/Universal", "Etc/Zulu", "Universal", "Zulu", "UCT", "Etc/UCT"}
 
 
 class SqlSource(SourceStep):
@@ -72,6 +73,8 @@ class SqlSource(SourceStep):
     """
 
     name = "sql"
+    #: A database changes between runs: a cached read would be stale.
+    cacheable: ClassVar[bool] = False
     example: ClassVar[Mapping[str, Any]] = {
         "url_env": "DATABASE_URL",
         "query": "SELECT ticket_id, subject, channel FROM tickets WHERE created_at >= :since",
@@ -153,6 +156,8 @@ class SqlSource(SourceStep):
                 if given - placeholders:
                     extra = sorted(given - placeholders)[0]
                     hint = did_you_mean(extra, placeholders)
+                    if re.search(rf"(?<![:\w]):{re.escape(extra)}::", self.query):
+                        hint = f"write `CAST(:{extra} AS type)`; `:{extra}::type` is not a placeholder"
                     raise ValueError(
                         f"`params` gives `{extra}`, but the query has no `:{extra}` placeholder"
                         + (f"; {hint}" if hint else "")
@@ -299,7 +304,7 @@ def _is_transient(exc: BaseException) -> bool:
 def _read(engine: sa.Engine, settings: SqlSource.Settings) -> pd.DataFrame:
     """One attempt: connect, build the statement, stream the rows into a DataFrame."""
     with engine.connect() as conn:
-        _make_read_only(conn)
+        _prepare_connection(conn)
         statement = _statement(conn, settings)
         result = conn.execution_options(yield_per=settings.chunksize).execute(statement)
         try:
@@ -307,16 +312,23 @@ def _read(engine: sa.Engine, settings: SqlSource.Settings) -> pd.DataFrame:
             keep = _kept_positions(names, settings)
             limit = settings.limit if settings.query is not None else None  # tables: LIMIT in SQL
             return frame_from_chunks(
-                [names[i] for i in keep], _limited(result.partitions(), limit), keep
+                [names[i] for i in keep], _limited(result.partitions(settings.chunksize), limit), keep
             )
         finally:
             result.close()  # leaving the block rolls back: nothing a query did is ever kept
 
 
-def _make_read_only(conn: sa.Connection) -> None:
+def _prepare_connection(conn: sa.Connection) -> None:
+    """Read-only, and (psycopg) NUMERIC loaded as float, as read_sql's coerce_float would."""
     backend = conn.dialect.name
     if backend == "postgresql":
         conn.execution_options(postgresql_readonly=True)
+        if conn.dialect.driver == "psycopg":  # skips a Decimal per value: much faster
+            from psycopg.types.numeric import FloatLoader
+
+            driver_connection = conn.connection.driver_connection
+            if driver_connection is not None:
+                driver_connection.adapters.register_loader("numeric", FloatLoader)
     elif backend == "sqlite":
         conn.exec_driver_sql("PRAGMA query_only = ON")
 
@@ -325,13 +337,13 @@ def _statement(conn: sa.Connection, settings: SqlSource.Settings) -> Any:
     import sqlalchemy as sa
 
     if settings.query is not None:
-        statement = sa.text(settings.query)
+        query = sa.text(settings.query)
         if settings.params:
-            statement = statement.bindparams(*(
+            query = query.bindparams(*(
                 sa.bindparam(key, value, expanding=isinstance(value, list))
                 for key, value in settings.params.items()
             ))
-        return statement
+        return query
     assert settings.table is not None
     schema, _, name = settings.table.rpartition(".")
     inspector = sa.inspect(conn)
@@ -422,6 +434,8 @@ class _ColumnBuilder:
         kind = array.type
         if pa.types.is_decimal(kind):  # like read_sql's coerce_float: NUMERIC becomes float
             array = array.cast(pa.float64())
+        elif pa.types.is_timestamp(kind) and kind.tz in _UTC_NAMES:
+            array = array.cast(pa.timestamp(kind.unit, "UTC"))  # "Etc/UTC" -> "UTC", as pandas
         elif pa.types.is_nested(kind) or isinstance(kind, pa.ExtensionType):
             self._to_objects(values)
             return
@@ -500,8 +514,10 @@ def _translate(exc: Any, url: sa.URL, engine: sa.Engine, settings: SqlSource.Set
     if any(w in low for w in ("password authentication failed", "authentication failed",
                               "no password supplied", "access denied for user")):
         return RemoteError(
-            f"sql: {target} refused the credentials of user `{url.username}`",
-            hint=f"check the user name and password in the URL in {env}",
+            f"sql: {target} refused the credentials of user `{url.username}`; check the user "
+            f"name and password in {env}",
+            hint="the password is part of the URL: postgresql+psycopg://USER:PASSWORD@HOST/DB "
+            "(special characters percent-encoded)",
         )
     if match := re.search(r'database "([^"]+)" does not exist', text):
         return RemoteError(
