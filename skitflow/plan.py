@@ -301,7 +301,7 @@ class _Planner:
         not cached unless the recipe asks for caching explicitly.
         """
         updates: dict[str, Any] = {}
-        if defaults.caching is None and not all(item.step.cacheable for item in items):
+        if defaults.caching is None and not all(item.step.is_cacheable(item.settings) for item in items):
             updates["caching"] = False
         setter: dict[str, _Item] = {}
         for item in items:

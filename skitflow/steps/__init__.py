@@ -6,6 +6,7 @@ the registry loads `BUILTIN_STEPS` from here like any plugin's list. One module 
 
 from skitflow.steps.evaluators import EVALUATORS
 from skitflow.steps.labelstudio import LABELSTUDIO_STEPS
+from skitflow.steps.s3 import S3_STEPS
 from skitflow.steps.sinks import SINKS
 from skitflow.steps.sources import SOURCES
 from skitflow.steps.split import SPLITS
@@ -14,7 +15,8 @@ from skitflow.steps.trainers import TRAINERS
 from skitflow.steps.transforms import TRANSFORMS
 
 BUILTIN_STEPS = [
-    *SOURCES, *SQL_STEPS, *TRANSFORMS, *SINKS, *LABELSTUDIO_STEPS, *SPLITS, *TRAINERS, *EVALUATORS,
+    *SOURCES, *SQL_STEPS, *S3_STEPS, *LABELSTUDIO_STEPS, *TRANSFORMS, *SINKS, *SPLITS, *TRAINERS,
+    *EVALUATORS,
 ]
 
 __all__ = ["BUILTIN_STEPS"]

@@ -74,6 +74,10 @@ class Step:
         """Columns after this step ran, given those before it (None: unknown)."""
         return columns
 
+    def is_cacheable(self, settings: Any) -> bool:
+        """Whether a task holding this step may be cached by default (see `cacheable`)."""
+        return self.cacheable
+
     @classmethod
     def summary(cls) -> str:
         """The first line of the class docstring: what the step does, in one line."""

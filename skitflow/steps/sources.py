@@ -1,6 +1,7 @@
 """Built-in sources: where a recipe's data comes from.
 
-`csv` reads a local file or an http(s) URL with pandas. Its `columns` are the column contract
+`csv` reads local files (globs too), http(s) URLs and s3:// objects (prefixes and globs too) with
+pandas; several files are concatenated. Its `columns` are the column contract
 the compiler checks every later step against, so the source yields exactly those columns and
 fails clearly, naming the missing one, when the file lacks one.
 """
@@ -23,11 +24,15 @@ if TYPE_CHECKING:
 
 __all__ = ["SOURCES"]
 
-_SCHEMES = ("", "file", "http", "https")
+_SCHEMES = ("", "file", "http", "https", "s3")
+_GLOB_CHARS = ("*", "?", "[")
 
 
 class CsvSource(SourceStep):
-    """Read a CSV file, from a local path or an http(s) URL.
+    """Read CSV files: a local path or glob, an http(s) URL, or s3:// objects (prefix or glob).
+
+    Several files (a glob, an S3 prefix) are read in name order and concatenated; they must have
+    the same columns. S3 endpoints and credentials come from the environment (AWS_*) at run time.
 
     Compressed files (.gz, .zip, .bz2, .xz, .zst) are read as such. With `columns`, exactly
     those columns are kept, in that order, and a missing one stops the run; later steps are
@@ -47,8 +52,8 @@ class CsvSource(SourceStep):
 
         path: str = Field(
             min_length=1,
-            description="A local path (relative to the working directory), a file:// URL or an "
-            "http(s):// URL.",
+            description="A local path or glob (relative to the working directory), a file:// URL, "
+            "an http(s):// URL, or s3://bucket/key, a prefix ending in / or a glob.",
         )
         columns: ColumnList | None = Field(
             None,
@@ -74,7 +79,7 @@ class CsvSource(SourceStep):
             scheme = urlsplit(path).scheme.lower()
             if len(scheme) > 1 and scheme not in _SCHEMES:  # one letter: a Windows drive
                 raise ValueError(
-                    f"the csv source reads local files and http(s) URLs, not `{scheme}://`"
+                    f"the csv source reads local files, http(s) and s3:// URLs, not `{scheme}://`"
                 )
             return path
 
@@ -101,47 +106,33 @@ class CsvSource(SourceStep):
                     )
             return self
 
+    def is_cacheable(self, settings: Settings) -> bool:
+        """Remote files may change between runs without skitflow noticing: read them again."""
+        return urlsplit(settings.path).scheme.lower() not in ("http", "https", "s3")
+
     def run(self, settings: Settings, ctx: RunContext) -> pd.DataFrame:
         import pandas as pd
 
         wanted = list(settings.columns) if settings.columns else None
         seen: list[str] = []
-
-        def use(column: str) -> bool:  # records the header, for the did-you-mean of a miss
-            seen.append(column)
-            return wanted is None or column in wanted
-
+        frames: list[pd.DataFrame] = []
+        remaining = settings.limit
+        for location in _locations(settings.path, ctx):
+            part = _read_one(location, settings, wanted, seen, remaining)
+            if frames and list(part.columns) != list(frames[0].columns):
+                raise StepFailed(
+                    f"csv: {location} has columns {list(part.columns)}, the first file "
+                    f"{list(frames[0].columns)}",
+                    hint="files read together must have the same columns; declare `columns:` "
+                    "to read only those",
+                )
+            frames.append(part)
+            if remaining is not None:
+                remaining -= len(part)
+                if remaining <= 0:
+                    break
+        frame = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
         hints = dict(settings.dtype or {})
-        try:
-            frame = pd.read_csv(
-                settings.path,
-                sep=settings.sep,
-                encoding=settings.encoding,
-                usecols=use,
-                nrows=settings.limit,
-                # read hinted columns as text and convert them below, with clear errors
-                dtype=dict.fromkeys(hints, "str") or None,
-            )
-        except FileNotFoundError:
-            raise StepFailed(
-                f"csv: no such file: {settings.path}",
-                hint="relative paths are read from the current working directory",
-            ) from None
-        except urllib.error.URLError as error:
-            reason = error.reason
-            if isinstance(error, urllib.error.HTTPError):
-                reason = f"HTTP {error.code} {error.reason}"
-            raise RemoteError(f"csv: cannot read {settings.path}: {reason}") from None
-        except OSError as error:
-            raise StepFailed(f"csv: cannot read {settings.path}: {error}") from None
-        except UnicodeDecodeError as error:
-            raise StepFailed(
-                f"csv: {settings.path} is not valid {settings.encoding}: {error.reason}",
-                hint="set `encoding`, e.g. `encoding: latin-1`",
-            ) from None
-        except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as error:
-            raise StepFailed(f"csv: cannot parse {settings.path}: {error}") from None
-
         if wanted is not None:
             missing = [c for c in wanted if c not in frame.columns]
             if missing:
@@ -163,3 +154,63 @@ class CsvSource(SourceStep):
 
 
 SOURCES: list[type[SourceStep]] = [CsvSource]
+
+
+def _locations(path: str, ctx: RunContext) -> list[str]:
+    """The files a `path` names: one path or URL, a local glob, or S3 objects fetched locally."""
+    import glob
+    import os
+
+    if path.lower().startswith("s3://"):
+        from skitflow.connectors.s3 import fetch_all
+
+        return fetch_all(path, os.path.join(ctx.workdir, "csv-source"), environ=ctx.environ)
+    if "://" not in path and any(char in path for char in _GLOB_CHARS):
+        matches = sorted(glob.glob(path, recursive=True))
+        if not matches:
+            raise StepFailed(f"csv: no file matches {path}",
+                             hint="relative paths are read from the current working directory")
+        return matches
+    return [path]
+
+
+def _read_one(location: str, settings: CsvSource.Settings, wanted: list[str] | None,
+              seen: list[str], limit: int | None) -> pd.DataFrame:
+    """One CSV file, with the errors a user can act on."""
+    import pandas as pd
+
+    def use(column: str) -> bool:  # records the header, for the did-you-mean of a miss
+        if column not in seen:
+            seen.append(column)
+        return wanted is None or column in wanted
+
+    hints = dict(settings.dtype or {})
+    try:
+        return pd.read_csv(
+            location,
+            sep=settings.sep,
+            encoding=settings.encoding,
+            usecols=use,
+            nrows=limit,
+            # read hinted columns as text and convert them below, with clear errors
+            dtype=dict.fromkeys(hints, "str") or None,
+        )
+    except FileNotFoundError:
+        raise StepFailed(
+            f"csv: no such file: {location}",
+            hint="relative paths are read from the current working directory",
+        ) from None
+    except urllib.error.URLError as error:
+        reason = error.reason
+        if isinstance(error, urllib.error.HTTPError):
+            reason = f"HTTP {error.code} {error.reason}"
+        raise RemoteError(f"csv: cannot read {location}: {reason}") from None
+    except OSError as error:
+        raise StepFailed(f"csv: cannot read {location}: {error}") from None
+    except UnicodeDecodeError as error:
+        raise StepFailed(
+            f"csv: {location} is not valid {settings.encoding}: {error.reason}",
+            hint="set `encoding`, e.g. `encoding: latin-1`",
+        ) from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as error:
+        raise StepFailed(f"csv: cannot parse {location}: {error}") from None
