@@ -232,7 +232,12 @@ def coerce_parameter(name: str, spec: Parameter, value: Any) -> Any:
             try:
                 value = PARAM_TYPES[kind](value)
             except ValueError:
-                raise ValueError(f"`{name}` expects {_a(kind)}, got `{value}`") from None
+                whole = _integral(value) if kind == "int" else None
+                if whole is None:
+                    raise ValueError(f"`{name}` expects {_a(kind)}, got `{value}`") from None
+                value = whole
+    if kind == "int" and isinstance(value, float) and value.is_integer():
+        value = int(value)  # KFP passes numbers through protobuf, where 240 may become 240.0
     if kind == "float" and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if not _matches_type(value, kind):
@@ -242,3 +247,12 @@ def coerce_parameter(name: str, spec: Parameter, value: Any) -> Any:
 
 def _a(kind: str) -> str:
     return f"an {kind}" if kind == "int" else f"a {kind}"
+
+
+def _integral(text: str) -> int | None:
+    """`240.0` -> 240; anything else -> None."""
+    try:
+        number = float(text)
+    except ValueError:
+        return None
+    return int(number) if number.is_integer() else None

@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parent.parent
 def test_validate_ok(cli, repo_root) -> None:
     result = cli("validate", "recipes")
     assert result.exit_code == 0, result.output
-    assert "ok recipes/seed-workflow.yaml (6 tasks)" in result.output
+    assert "ok recipes/seed-workflow.yaml (7 tasks)" in result.output
 
 
 def test_validate_reports_problems_of_every_file_with_exit_2(cli, repo_root) -> None:

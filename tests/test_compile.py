@@ -38,20 +38,20 @@ def test_task_names_come_from_the_recipe(tmp_path: Path) -> None:
     package = compile_recipe(SEED)
     spec = check_package(package.text, tmp_path)
     assert sorted(spec["root"]["dag"]["tasks"]) == [
-        "condition-1", "csv-to-one-hot", "evaluate-classification", "file-dataset",
-        "split-train-test", "train-xgboost",
+        "condition-1", "csv-to-one-hot", "evaluate-classification", "labelstudio-dataset",
+        "s3-dataset", "split-train-test", "train-xgboost",
     ]
     gate = spec["root"]["dag"]["tasks"]["condition-1"]
     assert gate["taskInfo"]["name"] == "gate-f1-macro"
     assert "evaluate-classification-passed" in gate["triggerPolicy"]["condition"]
-    assert list(spec["components"]["comp-condition-1"]["dag"]["tasks"]) == ["file-model"]
+    assert list(spec["components"]["comp-condition-1"]["dag"]["tasks"]) == ["s3-model"]
 
 
 def test_recipe_parameters_become_typed_pipeline_parameters() -> None:
     spec = yaml.safe_load(compile_recipe(SEED).text.split("\n---\n")[0])
     inputs = spec["root"]["inputDefinitions"]["parameters"]
     assert inputs["test_size"] == {"defaultValue": 0.2, "isOptional": True, "parameterType": "NUMBER_DOUBLE"}
-    assert inputs["out_dir"]["parameterType"] == "STRING"
+    assert inputs["bucket"]["parameterType"] == "STRING"
 
 
 KUBERNETES = REPO / "tests" / "recipes" / "valid" / "kubernetes-options.yaml"
