@@ -143,8 +143,9 @@ def test_csv_errors(tmp_path: Path, ctx: RunContext) -> None:
 
 
 def test_csv_settings_validation() -> None:
-    with pytest.raises(ValidationError, match="not `s3://`"):
-        CsvSource.Settings(path="s3://bucket/calls.csv")
+    with pytest.raises(ValidationError, match="not `gs://`"):
+        CsvSource.Settings(path="gs://bucket/calls.csv")
+    assert CsvSource.Settings(path="s3://bucket/calls/*.csv").path.startswith("s3:")
     with pytest.raises(ValidationError, match="unknown encoding"):
         CsvSource.Settings(path="a.csv", encoding="utf-42")
     with pytest.raises(ValidationError, match="not in `columns`"):
