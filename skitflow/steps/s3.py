@@ -14,11 +14,11 @@ import tempfile
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator
 
 from skitflow.errors import StepFailed, did_you_mean
 from skitflow.steps.base import ArtifactFile, RunContext, SinkStep, SourceStep, StepSettings
-from skitflow.steps.transforms import CastType, ColumnList
+from skitflow.steps.sources import TableReadSettings
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -221,7 +221,7 @@ class S3ObjectsSource(SourceStep):
         "dtype": {"call_id": "str"},
     }
 
-    class Settings(StepSettings):
+    class Settings(TableReadSettings):
         """Which objects and how to read them."""
 
         uri: str = Field(
@@ -233,24 +233,9 @@ class S3ObjectsSource(SourceStep):
             "auto", description="`auto`: from each object's extension (.csv, .tsv, .parquet, "
             "optionally .gz/.bz2/.zst)."
         )
-        columns: ColumnList | None = Field(
-            None,
-            min_length=1,
-            description="The columns to read, in this order; the column contract of the recipe. "
-            "All columns if omitted (later steps are then checked only at run time).",
-        )
-        dtype: dict[str, CastType] | None = Field(
-            None,
-            description="Column -> int, float, str, bool, category or datetime, instead of the "
-            "guessed type.",
-        )
-        limit: int | None = Field(
-            None, ge=1, description="Read at most this many rows (for a quick sample run)."
-        )
         sep: str | None = Field(
             None, description="CSV field separator, one character; `,` (tab for .tsv) if omitted."
         )
-        encoding: str = Field("utf-8", description="Text encoding of CSV objects.")
 
         @field_validator("uri")
         @classmethod
@@ -268,29 +253,6 @@ class S3ObjectsSource(SourceStep):
             if len(sep) != 1:
                 raise ValueError(f"`sep` must be one character, not `{sep}`")
             return sep
-
-        @field_validator("encoding")
-        @classmethod
-        def _known_encoding(cls, encoding: str) -> str:
-            import codecs
-
-            try:
-                codecs.lookup(encoding)
-            except LookupError:
-                raise ValueError(f"unknown encoding `{encoding}`") from None
-            return encoding
-
-        @model_validator(mode="after")
-        def _dtype_of_read_columns(self) -> S3ObjectsSource.Settings:
-            if self.dtype and self.columns:
-                stray = [c for c in self.dtype if c not in self.columns]
-                if stray:
-                    hint = did_you_mean(stray[0], self.columns)
-                    raise ValueError(
-                        f"dtype given for `{stray[0]}`, which is not in `columns`"
-                        + (f"; {hint}" if hint else "")
-                    )
-            return self
 
     def run(self, settings: Settings, ctx: RunContext) -> pd.DataFrame:
         from skitflow.connectors.s3 import read_table

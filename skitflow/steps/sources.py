@@ -28,6 +28,50 @@ _SCHEMES = ("", "file", "http", "https", "s3")
 _GLOB_CHARS = ("*", "?", "[")
 
 
+class TableReadSettings(StepSettings):
+    """Settings every tabular source shares: the column contract, types, encoding and a limit."""
+
+    columns: ColumnList | None = Field(
+        None,
+        min_length=1,
+        description="The columns to read, in this order; the column contract of the recipe. "
+        "All columns, in the data's order, if omitted (later steps are then checked only at run "
+        "time).",
+    )
+    dtype: dict[str, CastType] | None = Field(
+        None,
+        description="Column -> int, float, str, bool, category or datetime, instead of the "
+        "guessed type.",
+    )
+    limit: int | None = Field(
+        None, ge=1, description="Read at most this many rows (for a quick sample run)."
+    )
+    encoding: str = Field("utf-8", description="Text encoding of CSV data.")
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, encoding: str) -> str:
+        import codecs
+
+        try:
+            codecs.lookup(encoding)
+        except LookupError:
+            raise ValueError(f"unknown encoding `{encoding}`") from None
+        return encoding
+
+    @model_validator(mode="after")
+    def _dtype_of_read_columns(self) -> TableReadSettings:
+        if self.dtype and self.columns:
+            stray = [c for c in self.dtype if c not in self.columns]
+            if stray:
+                hint = did_you_mean(stray[0], self.columns)
+                raise ValueError(
+                    f"dtype given for `{stray[0]}`, which is not in `columns`"
+                    + (f"; {hint}" if hint else "")
+                )
+        return self
+
+
 class CsvSource(SourceStep):
     """Read CSV files: a local path or glob, an http(s) URL, or s3:// objects (prefix or glob).
 
@@ -47,7 +91,7 @@ class CsvSource(SourceStep):
         "dtype": {"call_id": "str"},
     }
 
-    class Settings(StepSettings):
+    class Settings(TableReadSettings):
         """Where the file is and how to read it."""
 
         path: str = Field(
@@ -55,23 +99,7 @@ class CsvSource(SourceStep):
             description="A local path or glob (relative to the working directory), a file:// URL, "
             "an http(s):// URL, or s3://bucket/key, a prefix ending in / or a glob.",
         )
-        columns: ColumnList | None = Field(
-            None,
-            min_length=1,
-            description="The columns to read, in this order; the column contract of the recipe. "
-            "All columns, in the file's order, if omitted (later steps are then checked only "
-            "at run time).",
-        )
         sep: str = Field(",", min_length=1, description="Field separator, e.g. `;` or `\\t`.")
-        encoding: str = Field("utf-8", description="Text encoding of the file.")
-        dtype: dict[str, CastType] | None = Field(
-            None,
-            description="Column -> int, float, str, bool, category or datetime, instead of "
-            "pandas' guess.",
-        )
-        limit: int | None = Field(
-            None, ge=1, description="Read at most this many rows (for a quick sample run)."
-        )
 
         @field_validator("path")
         @classmethod
@@ -82,29 +110,6 @@ class CsvSource(SourceStep):
                     f"the csv source reads local files, http(s) and s3:// URLs, not `{scheme}://`"
                 )
             return path
-
-        @field_validator("encoding")
-        @classmethod
-        def _known_encoding(cls, encoding: str) -> str:
-            import codecs
-
-            try:
-                codecs.lookup(encoding)
-            except LookupError:
-                raise ValueError(f"unknown encoding `{encoding}`") from None
-            return encoding
-
-        @model_validator(mode="after")
-        def _dtype_of_read_columns(self) -> CsvSource.Settings:
-            if self.dtype and self.columns:
-                stray = [c for c in self.dtype if c not in self.columns]
-                if stray:
-                    hint = did_you_mean(stray[0], self.columns)
-                    raise ValueError(
-                        f"dtype given for `{stray[0]}`, which is not in `columns`"
-                        + (f"; {hint}" if hint else "")
-                    )
-            return self
 
     def is_cacheable(self, settings: Settings) -> bool:
         """Remote files may change between runs without skitflow noticing: read them again."""
