@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from skitflow.errors import SkitflowError
+from skitflow.kfp_imports import import_kfp, import_kfp_kubernetes
 from skitflow.plan import Condition, Plan, Ref, Task
 from skitflow.recipe import PARAM_TYPES, parse_duration
 from skitflow.templating import ParamRef
@@ -37,7 +38,8 @@ def task_spec(plan: Plan, task: Task) -> str:
         "format": plan.dataset_format,
         "param_types": {name: plan.parameters[name].type for name in task.params},
         "calls": [
-            {"step": c.step, "kind": c.kind.value, "location": c.location, "settings": c.settings}
+            {"step": c.step, "kind": c.kind.value, "impl": c.impl, "location": c.location,
+             "settings": c.settings}
             for c in task.calls
         ],
     }
@@ -61,6 +63,7 @@ def _json_default(value: Any) -> Any:
 
 def build_pipeline(plan: Plan) -> Any:
     """The kfp pipeline object (a GraphComponent) for a plan."""
+    import_kfp()
     from kfp import dsl
 
     from skitflow.components import FUNCTIONS
@@ -168,7 +171,7 @@ def _apply_options(task: Any, planned: Task) -> Any:
     if options.caching is not None:
         task.set_caching_options(options.caching)
     if options.timeout or options.node_selector or options.tolerations or options.secrets:
-        from kfp import kubernetes
+        kubernetes = import_kfp_kubernetes()
 
         if options.timeout:
             kubernetes.set_timeout(task, parse_duration(options.timeout))
@@ -189,6 +192,8 @@ def compile_plan(plan: Plan) -> Package:
     """Build the pipeline with kfp and serialise it exactly as kfp's compiler would."""
     import yaml
     from google.protobuf import json_format
+
+    import_kfp()
     from kfp.compiler import pipeline_spec_builder
 
     try:

@@ -168,6 +168,9 @@ def run_package(
     listener: Listener | None = None,
 ) -> RunResult:
     """Run a compiled package locally; everything the run makes lands under `out_dir`."""
+    from skitflow.kfp_imports import import_kfp
+
+    import_kfp()
     from kfp import components, local
 
     out_dir.mkdir(parents=True, exist_ok=True)

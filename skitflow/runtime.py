@@ -38,7 +38,6 @@ class _TaskRun:
 
     def __init__(self, spec_json: str, params: Mapping[str, Any], artifact_uri: str) -> None:
         from skitflow.recipe import Parameter, coerce_parameter
-        from skitflow.registry import default_registry
         from skitflow.templating import resolve_runtime
 
         self.spec = json.loads(spec_json)
@@ -60,17 +59,10 @@ class _TaskRun:
             environ=os.environ,
             log=self.log,
         )
-        registry = default_registry()
         self.calls: list[_Call] = []
         for call in self.spec["calls"]:
-            entry = registry.get(call["step"], Kind(call["kind"]))
-            if entry is None:
-                raise LookupError(
-                    f"step `{call['step']}` is not installed in this image; install the plugin "
-                    "that provides it or rebuild the image"
-                )
             resolved = resolve_runtime(call["settings"], values, self.run_names)
-            step = entry.step()
+            step = _load_step(call)()
             self.calls.append(_Call(step, step.Settings.model_validate(resolved), call["location"]))
 
     def log(self, message: str) -> None:
@@ -119,6 +111,26 @@ class _TaskRun:
                 {"rows": len(frame), "columns": [str(c) for c in frame.columns]}))
             self.log(f"condition `{self.spec['probe']}` is {probe}")
         return len(frame), probe
+
+
+def _load_step(call: Mapping[str, Any]) -> type[Step]:
+    """The step class the package names (`module:Class`): only its own module is imported."""
+    import importlib
+
+    module_name, _, qualname = call["impl"].partition(":")
+    try:
+        found: Any = importlib.import_module(module_name)
+        for part in qualname.split("."):
+            found = getattr(found, part)
+    except (ImportError, AttributeError):
+        raise LookupError(
+            f"step `{call['step']}` ({call['impl']}) is not installed where this task runs; "
+            "install the package that provides it, or rebuild the image"
+        ) from None
+    if not (isinstance(found, type) and issubclass(found, Step) and found.name == call["step"]
+            and found.kind == Kind(call["kind"])):
+        raise LookupError(f"{call['impl']} is not the {call['kind']} step `{call['step']}`")
+    return found
 
 
 def _is_user_error(exc: BaseException) -> bool:

@@ -1,22 +1,6 @@
-"""Built-in steps.
+"""Built-in steps, one module per kind (and per connector).
 
-They register through the `skitflow.steps` entry point exactly as plugins do (see pyproject.toml):
-the registry loads `BUILTIN_STEPS` from here like any plugin's list. One module per kind.
+Importing this package imports none of them: a task imports only the modules of its own steps
+(named in the package), and the registry loads `skitflow.steps.builtin` through the
+`skitflow.steps` entry point, exactly as it loads a plugin.
 """
-
-from skitflow.steps.evaluators import EVALUATORS
-from skitflow.steps.labelstudio import LABELSTUDIO_STEPS
-from skitflow.steps.s3 import S3_STEPS
-from skitflow.steps.sinks import SINKS
-from skitflow.steps.sources import SOURCES
-from skitflow.steps.split import SPLITS
-from skitflow.steps.sql import SQL_STEPS
-from skitflow.steps.trainers import TRAINERS
-from skitflow.steps.transforms import TRANSFORMS
-
-BUILTIN_STEPS = [
-    *SOURCES, *SQL_STEPS, *S3_STEPS, *LABELSTUDIO_STEPS, *TRANSFORMS, *SINKS, *SPLITS, *TRAINERS,
-    *EVALUATORS,
-]
-
-__all__ = ["BUILTIN_STEPS"]
