@@ -99,10 +99,7 @@ class Renderer:
     def __init__(
         self, recipe: Mapping[str, Any], param_names: tuple[str, ...], environ: Mapping[str, str]
     ) -> None:
-        from jinja2 import StrictUndefined
-        from jinja2.sandbox import ImmutableSandboxedEnvironment
-
-        self._jinja = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+        self._jinja: Any = None  # created on the first template that needs more than names
         self._context = {
             "params": _Namespace("params", param_names),
             "run": _Namespace("run", RUN_NAMES),
@@ -110,14 +107,52 @@ class Renderer:
             "recipe": dict(recipe),
         }
 
+    def _plain_references(self, text: str) -> str | None:
+        """Render a template made only of `{{ ns.name }}` references without Jinja (most are).
+
+        The same namespaces answer, so unknown names fail exactly as under Jinja; anything else
+        (filters, expressions, statements) returns None and goes to the sandbox.
+        """
+        rest = _PLAIN_REFERENCE.sub("", text)
+        if "{{" in rest or "{%" in rest or "{#" in rest:
+            return None
+
+        def lookup(match: re.Match[str]) -> str:
+            namespace, name = match.group(1), match.group(2)
+            if namespace == "recipe":
+                if name not in self._context["recipe"]:
+                    raise TemplateProblem(f"template error: 'dict object' has no attribute '{name}'",
+                                          "available names: params.*, env.*, recipe.name, "
+                                          "recipe.description, run.id, run.date")
+                return str(self._context["recipe"][name])
+            return str(getattr(self._context[namespace], name))
+
+        return _PLAIN_REFERENCE.sub(lookup, text)
+
     def render(self, text: str) -> Any:
         """Render `text`; returns a str or a ParamRef. Raises TemplateProblem."""
         if "{{" not in text and "{%" not in text:
             return text
-        from jinja2 import TemplateError, UndefinedError
+        plain = self._plain_references(text)
+        rendered = plain if plain is not None else self._render_in_sandbox(text)
+        whole = _MARKER_RE.fullmatch(rendered)
+        if whole and whole.group(1) == "params":
+            return ParamRef(whole.group(2))
+        if "\x00" in _MARKER_RE.sub("", rendered):
+            raise TemplateProblem(
+                "`params.*` and `run.*` are only known at run time and cannot be transformed here",
+                "use them as plain `{{ params.NAME }}` inside the string",
+            )
+        return _MARKER_RE.sub(lambda m: "{{ " + m.group(1) + "." + m.group(2) + " }}", rendered)
 
+    def _render_in_sandbox(self, text: str) -> str:
+        from jinja2 import StrictUndefined, TemplateError, UndefinedError
+        from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+        if self._jinja is None:
+            self._jinja = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
         try:
-            rendered = self._jinja.from_string(text).render(self._context)
+            return str(self._jinja.from_string(text).render(self._context))
         except TemplateProblem:
             raise
         except UndefinedError as exc:
@@ -129,15 +164,9 @@ class Renderer:
             raise TemplateProblem(f"template error: {exc.message or exc}") from None
         except Exception as exc:  # the sandbox refuses unsafe operations with SecurityError etc.
             raise TemplateProblem(f"template error: {exc}") from None
-        whole = _MARKER_RE.fullmatch(rendered)
-        if whole and whole.group(1) == "params":
-            return ParamRef(whole.group(2))
-        if "\x00" in _MARKER_RE.sub("", rendered):
-            raise TemplateProblem(
-                "`params.*` and `run.*` are only known at run time and cannot be transformed here",
-                "use them as plain `{{ params.NAME }}` inside the string",
-            )
-        return _MARKER_RE.sub(lambda m: "{{ " + m.group(1) + "." + m.group(2) + " }}", rendered)
+
+
+_PLAIN_REFERENCE = re.compile(r"\{\{\s*(params|run|env|recipe)\.([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 
 
 def referenced_params(value: Any) -> set[str]:

@@ -5,19 +5,25 @@ from __future__ import annotations
 import contextlib
 from functools import cache
 from pathlib import Path
-
-from rich.console import Console
+from typing import TYPE_CHECKING
 
 from skitflow.errors import SkitflowError, render
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 @cache
 def stdout() -> Console:
+    from rich.console import Console
+
     return Console(highlight=False, soft_wrap=True)
 
 
 @cache
 def stderr() -> Console:
+    from rich.console import Console
+
     return Console(stderr=True, highlight=False, soft_wrap=True)
 
 

@@ -21,7 +21,6 @@ import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
-from xml.sax.saxutils import quoteattr
 
 from pydantic import Field, field_validator, model_validator
 
@@ -59,6 +58,13 @@ def _project_ref(value: ProjectRef) -> ProjectRef:
     if isinstance(value, str) and not value.strip():
         raise ValueError("give a project id or a title")
     return value
+
+
+def quoteattr(value: str) -> str:
+    """An XML attribute value, quoted (xml.sax.saxutils would import urllib and ssl: slow)."""
+    import html
+
+    return '"' + html.escape(value, quote=True) + '"'
 
 
 def builtin_label_config(text_column: str, labels: Sequence[str]) -> str:
