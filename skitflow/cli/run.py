@@ -5,9 +5,12 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
-from rich.console import Console
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 from skitflow.cli.common import print_warnings
 
@@ -35,6 +38,8 @@ def run(
     package = compile_recipe(loaded)
     print_warnings(package.plan.warnings)
     out_dir = out or default_out_dir(package.name)
+    from rich.console import Console
+
     # Bound now: while kfp.local runs, sys.stdout is redirected into the run log.
     console = Console(file=sys.stdout, highlight=False, soft_wrap=True)
     console.print(f"running {package.name} ({len(package.plan.tasks)} tasks) -> {out_dir}", markup=False)
