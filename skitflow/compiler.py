@@ -66,7 +66,7 @@ def build_pipeline(plan: Plan) -> Any:
     import_kfp()
     from kfp import dsl
 
-    from skitflow.components import FUNCTIONS
+    from skitflow.components import PARAM_PREFIX, component_function
 
     param_names = list(plan.parameters)
 
@@ -78,15 +78,13 @@ def build_pipeline(plan: Plan) -> Any:
             return made[ref.task].outputs[ref.output]
 
         def add(task: Task) -> None:
+            function = component_function(
+                task.component, [(name, plan.parameters[name].type) for name in task.params])
             component = dsl.component(
-                FUNCTIONS[task.component], base_image=task.options.image or plan.image,
-                install_kfp_package=False,
-            )
+                function, base_image=task.options.image or plan.image, install_kfp_package=False)
             component.component_spec.name = task.id
-            arguments: dict[str, Any] = {
-                "spec": task_spec(plan, task),
-                "params": {name: channels[name] for name in task.params},
-            }
+            arguments: dict[str, Any] = {"spec": task_spec(plan, task)}
+            arguments.update({f"{PARAM_PREFIX}{name}": channels[name] for name in task.params})
             for name, refs in task.inputs.items():
                 arguments[name] = output(refs[0]) if len(refs) == 1 else dsl.OneOf(*map(output, refs))
             made[task.id] = _apply_options(component(**arguments), task)

@@ -1,81 +1,111 @@
 """The few KFP components every skitflow pipeline is made of.
 
-Each is a lightweight Python component with a fixed signature whose body only hands over to
-`skitflow.runtime`: the same code runs in the container image on Kubeflow and in `skitflow run`
-(kfp.local's SubprocessRunner), so local runs cannot drift from cluster runs. kfp embeds these
-functions' source in the package, so they must stay self-contained: imports inside the body, and
-annotations kfp's own preamble (`from kfp.dsl import *`, `from typing import *`) understands.
+Each is a lightweight Python component whose body only hands over to `skitflow.runtime`: the same
+code runs in the container image on Kubeflow and in `skitflow run` (kfp.local's
+SubprocessRunner), so local runs cannot drift from cluster runs.
 
-`spec` is the task's JSON (steps, settings, parameter types); `params` maps the pipeline
-parameters the task uses to their run-time values.
+A task's inputs are its artifacts, `spec` (the task's JSON: steps, settings, parameter types) and
+one typed input per pipeline parameter its steps use (`param_<name>`), wired straight to the
+pipeline parameter. That is why the functions are generated: their signatures depend on the
+recipe. kfp embeds a component's source in the package, so the source is generated as text,
+deterministically, and registered with `linecache` where `inspect.getsource` finds it.
 """
 
-from typing import NamedTuple
+from __future__ import annotations
 
-from kfp.dsl import HTML, Artifact, ClassificationMetrics, Dataset, Input, Metrics, Model, Output
+import hashlib
+import linecache
+from collections.abc import Callable, Sequence
+from typing import Any
 
-
-def prepare(out: Output[Dataset], spec: str, params: dict) -> NamedTuple(  # type: ignore[valid-type]
-    "Outputs", [("rows", int), ("probe", bool)]
-):
-    """Read the source and run the fused transforms after it."""
-    from skitflow import runtime
-
-    return runtime.prepare(out, spec, params)
-
-
-def transform(  # type: ignore[valid-type]
-    data: Input[Dataset], out: Output[Dataset], spec: str, params: dict
-) -> NamedTuple("Outputs", [("rows", int), ("probe", bool)]):
-    """Run a group of fused transforms on a dataset."""
-    from skitflow import runtime
-
-    return runtime.transform(data, out, spec, params)
-
-
-def sink(data: Input[Artifact], spec: str, params: dict) -> str:
-    """Write a dataset, model or report somewhere; returns where it went."""
-    from skitflow import runtime
-
-    return runtime.sink(data, spec, params)
-
-
-def split(  # type: ignore[valid-type]
-    data: Input[Dataset], train: Output[Dataset], test: Output[Dataset], spec: str, params: dict
-) -> NamedTuple("Outputs", [("train_rows", int), ("test_rows", int)]):
-    """Split a dataset into train and test."""
-    from skitflow import runtime
-
-    return runtime.split(data, train, test, spec, params)
-
-
-def train(train: Input[Dataset], model: Output[Model], spec: str, params: dict):
-    """Train a model on the train set."""
-    from skitflow import runtime
-
-    runtime.train(train, model, spec, params)
-
-
-def evaluate(  # type: ignore[valid-type]
-    model: Input[Model],
-    test: Input[Dataset],
-    metrics: Output[Metrics],
-    classification: Output[ClassificationMetrics],
-    report: Output[HTML],
-    spec: str,
-    params: dict,
-) -> NamedTuple("Outputs", [("passed", bool), ("score", float)]):
-    """Evaluate the model on the test set and decide the gate."""
-    from skitflow import runtime
-
-    return runtime.evaluate(model, test, metrics, classification, report, spec, params)
-
-
-FUNCTIONS = {
-    "prepare": prepare,
-    "transform": transform,
-    "sink": sink,
-    "split": split,
-    "train": train,
-    "evaluate": evaluate,
+#: component -> (artifact parameters, outputs annotation, runtime call)
+_SHAPES: dict[str, tuple[str, str, str]] = {
+    "prepare": (
+        "out: Output[Dataset]",
+        ' -> NamedTuple("Outputs", [("rows", int), ("probe", bool)])',
+        "return runtime.prepare(out, spec, params)",
+    ),
+    "transform": (
+        "data: Input[Dataset], out: Output[Dataset]",
+        ' -> NamedTuple("Outputs", [("rows", int), ("probe", bool)])',
+        "return runtime.transform(data, out, spec, params)",
+    ),
+    "sink": (
+        "data: Input[Artifact]",
+        " -> str",
+        "return runtime.sink(data, spec, params)",
+    ),
+    "split": (
+        "data: Input[Dataset], train: Output[Dataset], test: Output[Dataset]",
+        ' -> NamedTuple("Outputs", [("train_rows", int), ("test_rows", int)])',
+        "return runtime.split(data, train, test, spec, params)",
+    ),
+    "train": (
+        "train: Input[Dataset], model: Output[Model]",
+        "",
+        "runtime.train(train, model, spec, params)",
+    ),
+    "evaluate": (
+        "model: Input[Model], test: Input[Dataset], metrics: Output[Metrics], "
+        "classification: Output[ClassificationMetrics], report: Output[HTML]",
+        ' -> NamedTuple("Outputs", [("passed", bool), ("score", float)])',
+        "return runtime.evaluate(model, test, metrics, classification, report, spec, params)",
+    ),
 }
+_DOCS = {
+    "prepare": "Read the source and run the fused transforms after it.",
+    "transform": "Run a group of fused transforms on a dataset.",
+    "sink": "Write a dataset, model or report somewhere; returns where it went.",
+    "split": "Split a dataset into train and test.",
+    "train": "Train a model on the train set.",
+    "evaluate": "Evaluate the model on the test set and decide the gate.",
+}
+PARAM_PREFIX = "param_"
+_CACHE: dict[tuple[str, tuple[tuple[str, str], ...]], Callable[..., Any]] = {}
+
+
+def component_source(component: str, params: Sequence[tuple[str, str]]) -> str:
+    """The Python source of a component taking `params` ((name, type) pairs) as typed inputs."""
+    artifacts, returns, call = _SHAPES[component]
+    inputs = "".join(f", {PARAM_PREFIX}{name}: {type_name}" for name, type_name in params)
+    values = ", ".join(f"{name!r}: {PARAM_PREFIX}{name}" for name, _ in params)
+    return (
+        f"def {component}({artifacts}, spec: str{inputs}){returns}:\n"
+        f'    """{_DOCS[component]}"""\n'
+        "    from skitflow import runtime\n"
+        "\n"
+        f"    params = {{{values}}}\n"
+        f"    {call}\n"
+    )
+
+
+def component_function(component: str, params: Sequence[tuple[str, str]]) -> Callable[..., Any]:
+    """The component's function, generated once per signature."""
+    key = (component, tuple(params))
+    if key not in _CACHE:
+        from typing import NamedTuple
+
+        from kfp.dsl import (
+            HTML,
+            Artifact,
+            ClassificationMetrics,
+            Dataset,
+            Input,
+            Metrics,
+            Model,
+            Output,
+        )
+
+        source = component_source(component, params)
+        filename = f"<skitflow-component-{hashlib.sha256(source.encode()).hexdigest()[:12]}>"
+        linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+        namespace: dict[str, Any] = {
+            "NamedTuple": NamedTuple, "HTML": HTML, "Artifact": Artifact,
+            "ClassificationMetrics": ClassificationMetrics, "Dataset": Dataset, "Input": Input,
+            "Metrics": Metrics, "Model": Model, "Output": Output, "__name__": "skitflow.components",
+        }
+        # dont_inherit: this module's `from __future__ import annotations` would turn the
+        # annotations kfp reads into strings.
+        exec(compile(source, filename, "exec", dont_inherit=True), namespace)  # generated here
+        _CACHE[key] = namespace[component]
+    return _CACHE[key]

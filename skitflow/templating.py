@@ -100,11 +100,12 @@ class Renderer:
         self, recipe: Mapping[str, Any], param_names: tuple[str, ...], environ: Mapping[str, str]
     ) -> None:
         self._jinja: Any = None  # created on the first template that needs more than names
-        self._context = {
+        self._recipe = dict(recipe)
+        self._context: dict[str, Any] = {
             "params": _Namespace("params", param_names),
             "run": _Namespace("run", RUN_NAMES),
             "env": _Environment(environ),
-            "recipe": dict(recipe),
+            "recipe": self._recipe,
         }
 
     def _plain_references(self, text: str) -> str | None:
@@ -120,11 +121,11 @@ class Renderer:
         def lookup(match: re.Match[str]) -> str:
             namespace, name = match.group(1), match.group(2)
             if namespace == "recipe":
-                if name not in self._context["recipe"]:
+                if name not in self._recipe:
                     raise TemplateProblem(f"template error: 'dict object' has no attribute '{name}'",
                                           "available names: params.*, env.*, recipe.name, "
                                           "recipe.description, run.id, run.date")
-                return str(self._context["recipe"][name])
+                return str(self._recipe[name])
             return str(getattr(self._context[namespace], name))
 
         return _PLAIN_REFERENCE.sub(lookup, text)

@@ -191,3 +191,24 @@ def test_validate_never_imports_kfp(tmp_path: Path) -> None:
         "assert not heavy, heavy\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO, capture_output=True)
+
+
+def test_each_used_parameter_is_a_typed_input_of_its_task(tmp_path: Path) -> None:
+    text = """\
+apiVersion: skitflow/v1
+name: typed-inputs
+parameters:
+  class: {type: str, default: a}
+  keep: {type: list, default: [a, b]}
+source:
+  csv: {path: "data/{{ params.class }}.csv"}
+steps:
+  - select_columns: {columns: "{{ params.keep }}"}
+"""
+    package = compile_recipe(load_recipe_text(text, "r.yaml"))
+    spec = check_package(package.text, tmp_path)
+    inputs = spec["components"]["comp-csv-select-columns"]["inputDefinitions"]["parameters"]
+    assert inputs["param_class"]["parameterType"] == "STRING"
+    assert inputs["param_keep"]["parameterType"] == "LIST"
+    wiring = spec["root"]["dag"]["tasks"]["csv-select-columns"]["inputs"]["parameters"]
+    assert wiring["param_keep"] == {"componentInputParameter": "keep"}

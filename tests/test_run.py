@@ -143,3 +143,22 @@ def test_a_data_condition_picks_the_split_at_run_time(tmp_path: Path, has_split_
     assert tasks[ran]["status"] == "succeeded" and tasks[skipped]["status"] == "skipped"
     test_rows = (tmp_path / "out" / "test.csv").read_text().splitlines()
     assert len(test_rows) - 1 == 5
+
+
+def test_a_parameter_condition_is_decided_at_run_time_without_recompiling(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "rows.csv").write_text("a,b,c,label\n" + "".join(
+        f"{i},{i * 2},{i * 3},{i % 2}\n" for i in range(40)))
+    recipe = REPO / "tests" / "recipes" / "valid" / "parameter-condition.yaml"
+    held_out = skitflow("run", recipe, "--out", "run1", "--no-cache", "--param", "columns=[a, label]",
+                        cwd=tmp_path)
+    assert held_out.returncode == 0, held_out.stdout + held_out.stderr
+    assert (tmp_path / "out" / "test.csv").read_text().splitlines()[0] == "a,label"
+    assert len((tmp_path / "out" / "test.csv").read_text().splitlines()) - 1 == 12  # 0.3 of 40
+    (tmp_path / "out" / "test.csv").unlink()
+    skipped = skitflow("run", recipe, "--out", "run2", "--no-cache", "--param", "holdout=false",
+                       cwd=tmp_path)
+    assert skipped.returncode == 0, skipped.stderr
+    tasks = json.loads((tmp_path / "run2" / "summary.json").read_text())["tasks"]
+    assert tasks["split-train-test"]["status"] == "skipped"
+    assert not (tmp_path / "out" / "test.csv").exists()
