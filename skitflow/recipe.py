@@ -12,6 +12,7 @@ item is kept as a plain mapping and only the options are typed.
 
 from __future__ import annotations
 
+import keyword
 import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -188,8 +189,9 @@ class Recipe(_Strict):
     @classmethod
     def _parameter_names(cls, value: dict[str, Parameter]) -> dict[str, Parameter]:
         for name, spec in value.items():
-            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
-                raise ValueError(f"parameter name `{name}` must be a Python identifier")
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name) or keyword.iskeyword(name):
+                raise ValueError(f"parameter name `{name}` must be a Python identifier and not a "
+                                 "keyword (KFP passes parameters as Python arguments)")
             if spec.default is not None and not _matches_type(spec.default, spec.type):
                 raise ValueError(f"default of `{name}` is not a {spec.type}: {spec.default!r}")
         return value

@@ -198,17 +198,27 @@ def test_each_used_parameter_is_a_typed_input_of_its_task(tmp_path: Path) -> Non
 apiVersion: skitflow/v1
 name: typed-inputs
 parameters:
-  class: {type: str, default: a}
+  day: {type: str, default: a}
   keep: {type: list, default: [a, b]}
 source:
-  csv: {path: "data/{{ params.class }}.csv"}
+  csv: {path: "data/{{ params.day }}.csv"}
 steps:
   - select_columns: {columns: "{{ params.keep }}"}
 """
     package = compile_recipe(load_recipe_text(text, "r.yaml"))
     spec = check_package(package.text, tmp_path)
     inputs = spec["components"]["comp-csv-select-columns"]["inputDefinitions"]["parameters"]
-    assert inputs["param_class"]["parameterType"] == "STRING"
+    assert inputs["param_day"]["parameterType"] == "STRING"
     assert inputs["param_keep"]["parameterType"] == "LIST"
     wiring = spec["root"]["dag"]["tasks"]["csv-select-columns"]["inputs"]["parameters"]
     assert wiring["param_keep"] == {"componentInputParameter": "keep"}
+
+
+def test_a_parameter_named_like_a_python_keyword_is_refused() -> None:
+    import pytest
+
+    from skitflow.errors import SkitflowError
+
+    text = "apiVersion: skitflow/v1\nname: k\nparameters:\n  class: {type: str}\nsource:\n  csv: {path: a.csv}\n"
+    with pytest.raises(SkitflowError, match="not a keyword"):
+        load_recipe_text(text, "r.yaml")
