@@ -166,110 +166,6 @@ def cli_profiles() -> str:
     return "\n".join(parts)
 
 
-# -- proposed fixes, tried from outside skitflow --------------------------------------------------
-
-# The helper FINDINGS.md proposes for skitflow (compiler.py, components.py, local.py would call it).
-KFP_IMPORTS = '''
-import importlib, os, sys, types
-
-
-class _Deferred(types.ModuleType):
-    """Stands in for `kubernetes` / `kubernetes.client` until something really uses them."""
-
-    def __getattr__(self, name):
-        if name.startswith("__"):
-            raise AttributeError(name)
-        for key in ("kubernetes.client", "kubernetes"):
-            if isinstance(sys.modules.get(key), _Deferred):
-                del sys.modules[key]
-        return getattr(importlib.import_module(self.__name__), name)
-
-
-def _kfp_attribute(name):
-    """What `import kfp` would have set: the client and the submodules, loaded on first use."""
-    if name == "Client":
-        from kfp.client import Client
-        return Client
-    if name in ("client", "compiler", "components", "dsl", "local"):
-        return importlib.import_module(f"kfp.{name}")
-    raise AttributeError(f"module 'kfp' has no attribute {name!r}")
-
-
-def import_kfp(defer_kubernetes=True):
-    """kfp for compiling and running: without kfp.client, and the kubernetes client deferred."""
-    if "kfp" not in sys.modules:
-        previous = os.environ.get("_KFP_RUNTIME")
-        os.environ["_KFP_RUNTIME"] = "true"  # kfp/__init__.py then skips `from kfp.client import Client`
-        try:
-            import kfp  # noqa: F401
-        finally:
-            if previous is None:
-                del os.environ["_KFP_RUNTIME"]
-            else:
-                os.environ["_KFP_RUNTIME"] = previous
-        sys.modules["kfp"].__getattr__ = _kfp_attribute  # `kfp.Client`, `kfp.dsl` still work
-    if defer_kubernetes and "kubernetes" not in sys.modules:
-        package, client = _Deferred("kubernetes"), _Deferred("kubernetes.client")
-        package.client = client
-        sys.modules.update({"kubernetes": package, "kubernetes.client": client})
-'''
-
-_WRAPPER = """
-import sys
-sys.path.insert(0, sys.argv.pop(1))
-mode = sys.argv.pop(1)
-if "defer_build" in mode:
-    import pydantic.main
-    pydantic.main.BaseModel.model_config["defer_build"] = True
-if "no_client" in mode:
-    from kfp_imports import import_kfp
-    import_kfp(defer_kubernetes="defer_k8s" in mode)
-from skitflow.cli import main
-sys.argv = ["skitflow", *sys.argv[1:]]
-main()
-"""
-
-
-def fixes(repeat: int = 9) -> str:
-    """Whole-process wall time of `skitflow compile` / `validate` with the proposed fixes applied
-    from a wrapper (same package text checked), alternating with the unchanged command."""
-    from run import ENV
-
-    OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "kfp_imports.py").write_text(KFP_IMPORTS)
-    wrapper = [PYTHON, "-c", _WRAPPER, str(OUT)]
-    compile_to = ["compile", SEED, "-o"]
-    variants = {
-        "compile: as is": [*wrapper, "plain", *compile_to, str(OUT / "fix-0.yaml")],
-        "compile: kfp.client skipped": [*wrapper, "no_client", *compile_to, str(OUT / "fix-1.yaml")],
-        "compile: + kubernetes client deferred": [*wrapper, "no_client,defer_k8s", *compile_to,
-                                                  str(OUT / "fix-2.yaml")],
-        "compile: + pydantic defer_build": [*wrapper, "no_client,defer_k8s,defer_build",
-                                            *compile_to, str(OUT / "fix-3.yaml")],
-        "compile: hand-written kfp baseline": [PYTHON, "benchmarks/baselines/compile_seed.py",
-                                               str(OUT / "fix-baseline.yaml")],
-        "validate: as is": [*wrapper, "plain", "validate", SEED],
-        "validate: + pydantic defer_build": [*wrapper, "defer_build", "validate", SEED],
-    }
-    times: dict[str, list[float]] = {name: [] for name in variants}
-    for index in range(repeat + 1):  # the first round warms up and is not counted
-        for name, cmd in variants.items():
-            started = time.perf_counter()
-            subprocess.run(cmd, env=ENV, cwd=ROOT, check=True, capture_output=True)
-            if index:
-                times[name].append(time.perf_counter() - started)
-    same = all((OUT / f"fix-{i}.yaml").read_text() == (OUT / "fix-0.yaml").read_text()
-               for i in (1, 2, 3))
-    lines = ["## Proposed fixes, applied from outside (whole process, median of "
-             f"{repeat} alternating runs)", "", "| variant | wall s (median) | min |", "|---|--:|--:|"]
-    for name, values in times.items():
-        lines.append(f"| {name} | {statistics.median(values):.3f} | {min(values):.3f} |")
-    lines += ["", f"Packages identical to the unchanged compile: {'yes' if same else 'NO'}."]
-    return "\n".join(lines)
-
-
-# -- the local run's tasks, in-process ------------------------------------------------------------
-
 _TASK = """
 import cProfile, json, sys, time
 from skitflow import runtime
@@ -332,8 +228,8 @@ def task_profiles(rows: int) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", default="imports,fixes,cli,tasks",
-                        help="comma-separated: imports, fixes, cli, tasks")
+    parser.add_argument("--only", default="imports,cli,tasks",
+                        help="comma-separated: imports, cli, tasks")
     parser.add_argument("--rows", type=int, default=1_000_000, help="rows for the task profiles")
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
@@ -341,8 +237,6 @@ def main() -> int:
     wanted = {p.strip() for p in args.only.split(",")}
     if "imports" in wanted:
         parts.append(import_costs())
-    if "fixes" in wanted:
-        parts.append(fixes())
     if "cli" in wanted:
         parts.append(cli_profiles())
     if "tasks" in wanted:
