@@ -43,10 +43,14 @@ class _TaskRun:
         self.spec = json.loads(spec_json)
         self.name = self.spec["task"]
         types = self.spec.get("param_types", {})
-        values = {
-            name: coerce_parameter(name, Parameter(type=types[name]), value)
-            for name, value in params.items()
-        }
+        try:
+            values = {
+                name: coerce_parameter(name, Parameter(type=types[name]), value)
+                for name, value in params.items()
+            }
+        except ValueError as exc:
+            self.report_failure(None, None, exc)
+            raise
         run_id = _run_id(artifact_uri)
         today = _dt.datetime.now(_dt.UTC).date().isoformat()
         self.values = values
@@ -61,20 +65,28 @@ class _TaskRun:
         )
         self.calls: list[_Call] = []
         for call in self.spec["calls"]:
-            resolved = resolve_runtime(call["settings"], values, self.run_names)
-            step = _load_step(call)()
-            self.calls.append(_Call(step, step.Settings.model_validate(resolved), call["location"]))
+            try:  # run-time parameter values are checked against the step's settings here
+                resolved = resolve_runtime(call["settings"], values, self.run_names)
+                step = _load_step(call)()
+                settings = step.Settings.model_validate(resolved)
+            except Exception as exc:
+                self.report_failure(call["step"], call["location"], exc)
+                raise
+            self.calls.append(_Call(step, settings, call["location"]))
 
     def log(self, message: str) -> None:
         print(f"[{self.name}] {message}", flush=True)
 
-    def failed(self, call: _Call | None, exc: BaseException) -> None:
+    def failed(self, call: _Call, exc: BaseException) -> None:
+        self.report_failure(call.step.name, call.location, exc)
+
+    def report_failure(self, step: str | None, location: str | None, exc: BaseException) -> None:
         """Print the one-line failure record `skitflow run` shows to the user."""
         record = {
             "task": self.name,
-            "step": call.step.name if call else None,
-            "location": call.location if call else None,
-            "error": redact(f"{type(exc).__name__}: {exc}" if not _is_user_error(exc) else str(exc)),
+            "step": step,
+            "location": location,
+            "error": redact(_describe(exc)),
         }
         hints = [p.hint for p in getattr(exc, "problems", []) if p.hint]
         if hints:
@@ -133,12 +145,19 @@ def _load_step(call: Mapping[str, Any]) -> type[Step]:
     return found
 
 
-def _is_user_error(exc: BaseException) -> bool:
+def _describe(exc: BaseException) -> str:
+    """One readable line: settings errors as `field: message`, ours as they are, others typed."""
     from pydantic import ValidationError
 
     from skitflow.errors import SkitflowError
 
-    return isinstance(exc, SkitflowError | ValueError | KeyError | LookupError | ValidationError)
+    if isinstance(exc, ValidationError):
+        return "; ".join(
+            f"`{'.'.join(map(str, e['loc'])) or 'settings'}`: {e['msg'].removeprefix('Value error, ')}"
+            for e in exc.errors(include_url=False, include_input=False))
+    if isinstance(exc, SkitflowError | ValueError | KeyError | LookupError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
 
 
 _URL_PASSWORD = re.compile(r"://[^/:@\s]+:([^@\s]+)@")
@@ -165,13 +184,7 @@ def _run_id(uri: str) -> str:
 
 
 def _begin(spec: str, params: Mapping[str, Any], artifact: Any) -> _TaskRun:
-    try:
-        return _TaskRun(spec, params, getattr(artifact, "path", "") or "")
-    except Exception as exc:
-        name = json.loads(spec).get("task", "?") if spec.startswith("{") else "?"
-        print(FAILURE_MARKER + json.dumps({"task": name, "step": None, "location": None,
-                                           "error": redact(str(exc))}), file=sys.stderr, flush=True)
-        raise
+    return _TaskRun(spec, params, getattr(artifact, "path", "") or "")
 
 
 Outputs = collections.namedtuple("Outputs", ["rows", "probe"])
