@@ -147,14 +147,19 @@ def default_out_dir(recipe_name: str, base: Path = Path("runs")) -> Path:
 
 
 def source_fingerprint(package: Package) -> str:
-    """Size and mtime of local source files: the cache must not outlive the data it read."""
+    """Size and mtime of local source files (globs expanded): the cache must not outlive the
+    data it read."""
+    import glob
+
     parts = []
     for task in package.plan.tasks:
         for call in task.calls:
             path = call.settings.get("path") if call.kind == "source" else None
-            if isinstance(path, str) and "{{" not in path and os.path.exists(path):
-                stat = os.stat(path)
-                parts.append(f"{path}:{stat.st_size}:{stat.st_mtime_ns}")
+            if not isinstance(path, str) or "{{" in path or "://" in path:
+                continue
+            for match in sorted(glob.glob(path, recursive=True)):
+                stat = os.stat(match)
+                parts.append(f"{match}:{stat.st_size}:{stat.st_mtime_ns}")
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
 
@@ -240,7 +245,7 @@ def _collect_outputs(result: RunResult) -> None:
                            "score": state.outputs.get("score")}
     for state in result.tasks.values():
         if state.status == "pending":
-            state.status = "skipped" if result.failure is None else "not run"
+            state.status = "skipped" if result.succeeded else "not run"
 
 
 def summary_dict(result: RunResult) -> dict[str, Any]:

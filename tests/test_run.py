@@ -162,3 +162,22 @@ def test_a_parameter_condition_is_decided_at_run_time_without_recompiling(tmp_pa
     tasks = json.loads((tmp_path / "run2" / "summary.json").read_text())["tasks"]
     assert tasks["split-train-test"]["status"] == "skipped"
     assert not (tmp_path / "out" / "test.csv").exists()
+
+
+def test_the_cache_follows_changes_of_local_source_files(tmp_path: Path) -> None:
+    (tmp_path / "parts").mkdir()
+    (tmp_path / "parts" / "a.csv").write_text("x\n1\n2\n")
+    (tmp_path / "glob.yaml").write_text(
+        "apiVersion: skitflow/v1\nname: glob\nsource:\n  csv: {path: 'parts/*.csv'}\n"
+        "steps:\n  - dropna: {}\nsinks:\n  - file: {path: out.csv, format: csv}\n")
+    first = skitflow("run", "glob.yaml", "--out", "run1", "--cache-dir", "cache", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    (tmp_path / "parts" / "b.csv").write_text("x\n3\n")
+    second = skitflow("run", "glob.yaml", "--out", "run2", "--cache-dir", "cache", cwd=tmp_path)
+    assert second.returncode == 0, second.stderr
+    tasks = json.loads((tmp_path / "run2" / "summary.json").read_text())["tasks"]
+    assert tasks["csv-dropna"]["status"] == "succeeded", "a new file under the glob must be read"
+    assert (tmp_path / "out.csv").read_text() == "x\n1\n2\n3\n"
+    third = skitflow("run", "glob.yaml", "--out", "run3", "--cache-dir", "cache", cwd=tmp_path)
+    assert third.returncode == 0, third.stderr
+    assert json.loads((tmp_path / "run3" / "summary.json").read_text())["tasks"]["csv-dropna"]["status"] == "cached"
