@@ -231,11 +231,8 @@ def _collect_outputs(result: RunResult) -> None:
             for artifact in holder.get("artifacts", []):
                 uri = artifact.get("uri", "")
                 state.artifacts[name] = uri
-                metadata = artifact.get("metadata", {})
-                if name in ("out", "train") and "rows" in metadata:
-                    state.rows = int(metadata["rows"]) if name == "out" else state.rows
                 if name == "metrics":
-                    result.metrics = {k: float(v) for k, v in metadata.items()
+                    result.metrics = {k: float(v) for k, v in artifact.get("metadata", {}).items()
                                       if isinstance(v, int | float) and k != "rows"}
         state.outputs = dict(data.get("parameterValues", {}))
         if "rows" in state.outputs:

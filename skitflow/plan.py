@@ -156,6 +156,7 @@ class _Planner:
         allowed = SLOT_OPTIONS[slot]
         all_options = set(ItemOptions.model_fields)
         kind = SLOT_KIND[slot]
+        names = self.registry.names(kind)
         option_values = {k: v for k, v in item.items() if k in all_options}
         candidates = [k for k in item if k not in all_options]
         for key in option_values:
@@ -167,14 +168,14 @@ class _Planner:
         if not candidates:
             self.problems.append(
                 self.map.problem(path, f"no step named in this {slot} item",
-                                 f"name one, e.g. `{self.registry.names(kind)[0] if self.registry.names(kind) else 'step'}: {{...}}`")
+                                 f"name one, e.g. `{names[0] if names else 'step'}: {{...}}`")
             )
             return None
         if len(candidates) > 1:
             known = [c for c in candidates if self.registry.get(c, kind)]
             unknown = [c for c in candidates if not self.registry.get(c, kind)]
             for name in unknown:
-                hint = did_you_mean(name, [*self.registry.names(kind), *allowed])
+                hint = did_you_mean(name, [*names, *allowed])
                 self.problems.append(
                     self.map.problem((*path, name), f"unknown step or option `{name}`", hint, key=True)
                 )
@@ -190,12 +191,12 @@ class _Planner:
             other = self.registry.find(name)[0]
             self.problems.append(
                 self.map.problem((*path, name), f"`{name}` is a {other.kind.value} step, not a {kind.value} step",
-                                 f"{kind.value} steps: {', '.join(self.registry.names(kind))}", key=True)
+                                 f"{kind.value} steps: {', '.join(names)}", key=True)
             )
             return None
         if entry is None:
-            hint = did_you_mean(name, self.registry.names(kind)) or did_you_mean(name, allowed) or (
-                f"{kind.value} steps: {', '.join(self.registry.names(kind))}; `skitflow steps` lists all"
+            hint = did_you_mean(name, names) or did_you_mean(name, allowed) or (
+                f"{kind.value} steps: {', '.join(names)}; `skitflow steps` lists all"
             )
             self.problems.append(self.map.problem((*path, name), f"unknown {kind.value} step `{name}`", hint, key=True))
             return None
