@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from pydantic import Field, field_validator
 
 from skitflow.errors import StepFailed, did_you_mean
-from skitflow.steps.base import ArtifactFile, RunContext, SinkStep, SourceStep, StepSettings
+from skitflow.steps.base import ArtifactFile, RunContext, SinkStep, SourceStep
+from skitflow.steps.sinks import WriteSettings
 from skitflow.steps.sources import TableReadSettings
 
 if TYPE_CHECKING:
@@ -62,21 +63,13 @@ class S3Sink(SinkStep):
         "format": "csv",
     }
 
-    class Settings(StepSettings):
+    class Settings(WriteSettings):
         """Where to write, in which format, and how."""
 
         uri: str = Field(
             min_length=1,
             description="s3://bucket/key (ending in `/`: a folder receiving `<role>.<ext>`), a "
             "file:// URL or a local path.",
-        )
-        format: Literal["auto", "parquet", "csv"] = Field(
-            "auto",
-            description="`auto` keeps the artifact's own format (always the case for models); "
-            "`parquet` or `csv` converts a dataset.",
-        )
-        overwrite: bool = Field(
-            True, description="Replace an existing object; false makes an existing one an error."
         )
         multipart_threshold_mb: int = Field(
             64, ge=1, le=5 * 1024,

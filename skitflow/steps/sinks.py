@@ -39,6 +39,19 @@ def _local_path(path: str) -> str:
     return os.path.expanduser(path)
 
 
+class WriteSettings(StepSettings):
+    """What every sink that writes files or objects shares: the format and whether to replace."""
+
+    format: Literal["auto", "parquet", "csv"] = Field(
+        "auto",
+        description="`auto` keeps the artifact's own format (always the case for models); "
+        "`parquet` or `csv` converts a dataset.",
+    )
+    overwrite: bool = Field(
+        True, description="Replace what is already there; false makes an existing target an error."
+    )
+
+
 class FileSink(SinkStep):
     """Write an artifact to a local file: a dataset as Parquet or CSV, anything else as is.
 
@@ -51,21 +64,13 @@ class FileSink(SinkStep):
     name = "file"
     example: ClassVar[Mapping[str, Any]] = {"path": "out/{{ recipe.name }}.csv", "format": "csv"}
 
-    class Settings(StepSettings):
+    class Settings(WriteSettings):
         """Where to write and in which format."""
 
         path: str = Field(
             min_length=1,
             description="A local path or file:// URL. Ending in `/`: a folder that receives the "
             "artifact under its own name.",
-        )
-        format: Literal["auto", "parquet", "csv"] = Field(
-            "auto",
-            description="`auto` keeps the artifact's own format (always the case for models); "
-            "`parquet` or `csv` converts a dataset.",
-        )
-        overwrite: bool = Field(
-            True, description="Replace an existing file; false makes an existing file an error."
         )
 
         @field_validator("path")
