@@ -457,19 +457,8 @@ class ServerState:
             resource = {
                 "run_id": run_id,
                 "experiment_id": experiment["experiment_id"],
-                "display_name": display_name,
-                "description": body.get("description") or "",
+                **_run_fields(body, source, runtime_config),
                 "storage_state": "AVAILABLE",
-                "pipeline_version_id": (source.version_reference or {}).get(
-                    "pipeline_version_id", ""
-                ),
-                "pipeline_spec": source.pipeline_spec,
-                "pipeline_version_reference": source.version_reference,
-                "runtime_config": {
-                    "parameters": runtime_config.get("parameters") or {},
-                    "pipeline_root": runtime_config.get("pipeline_root") or "",
-                },
-                "service_account": body.get("service_account") or "",
                 "namespace": experiment["namespace"],
                 "created_at": created_at,
                 "scheduled_at": created_at,
@@ -542,18 +531,7 @@ class ServerState:
             recurring_run_id = str(uuid.uuid4())
             resource = {
                 "recurring_run_id": recurring_run_id,
-                "display_name": display_name,
-                "description": body.get("description") or "",
-                "pipeline_version_id": (source.version_reference or {}).get(
-                    "pipeline_version_id", ""
-                ),
-                "pipeline_spec": source.pipeline_spec,
-                "pipeline_version_reference": source.version_reference,
-                "runtime_config": {
-                    "parameters": runtime_config.get("parameters") or {},
-                    "pipeline_root": runtime_config.get("pipeline_root") or "",
-                },
-                "service_account": body.get("service_account") or "",
+                **_run_fields(body, source, runtime_config),
                 "max_concurrency": str(max_concurrency),
                 "trigger": trigger,
                 "mode": "ENABLE" if enabled else "DISABLE",
@@ -847,3 +825,19 @@ def _parse_tags(raw: str) -> dict[str, str]:
             upload=True,
         )
     return tags
+
+
+def _run_fields(body: dict[str, Any], source: Any, runtime_config: dict[str, Any]) -> dict[str, Any]:
+    """The fields a run and a recurring run share, as the backend fills them in."""
+    return {
+        "display_name": body.get("display_name") or "",
+        "description": body.get("description") or "",
+        "pipeline_version_id": (source.version_reference or {}).get("pipeline_version_id", ""),
+        "pipeline_spec": source.pipeline_spec,
+        "pipeline_version_reference": source.version_reference,
+        "runtime_config": {
+            "parameters": runtime_config.get("parameters") or {},
+            "pipeline_root": runtime_config.get("pipeline_root") or "",
+        },
+        "service_account": body.get("service_account") or "",
+    }
