@@ -66,18 +66,18 @@ STAGES = {
         ("rich.console", "import rich.console"),
         ("skitflow.cli (commands)", "import skitflow.cli"),
         ("pydantic (models)", "import pydantic.main"),
-        ("skitflow.loader (recipe models, yaml)", "import skitflow.loader"),
-        ("skitflow.registry (all step modules)", "import skitflow.registry"),
-        ("skitflow.plan", "import skitflow.plan"),
-        ("load + plan seed", "from skitflow.loader import load_recipe_file; "
-                             "from skitflow.plan import build_plan; "
-                             "from skitflow.registry import default_registry; "
+        ("skitflow.recipe.loader (recipe models, yaml)", "import skitflow.recipe.loader"),
+        ("skitflow.steps.registry (all step modules)", "import skitflow.steps.registry"),
+        ("skitflow.plan.planner", "import skitflow.plan.planner"),
+        ("load + plan seed", "from skitflow.recipe.loader import load_recipe_file; "
+                             "from skitflow.plan.planner import build_plan; "
+                             "from skitflow.steps.registry import default_registry; "
                              f"build_plan(load_recipe_file({SEED!r}, partial=True), default_registry())"),
     ],
     "task (inside `skitflow run`, _KFP_RUNTIME=true)": [
         ("kfp executor", "import kfp.dsl.executor_main"),
-        ("skitflow.runtime (+ every step module)", "from skitflow import runtime"),
-        ("registry (entry points)", "from skitflow.registry import default_registry; default_registry()"),
+        ("skitflow.run.runtime (+ every step module)", "from skitflow import runtime"),
+        ("registry (entry points)", "from skitflow.steps.registry import default_registry; default_registry()"),
         ("pandas", "import pandas"),
         ("pyarrow.parquet", "import pyarrow.parquet"),
         ("sklearn (split, evaluate)", "import sklearn.model_selection, sklearn.metrics"),

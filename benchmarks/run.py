@@ -79,7 +79,7 @@ def warm_caches() -> None:
     """Build the bytecode cache and pull libraries into the page cache: no cold first run."""
     imports = ("import pandas, pyarrow.parquet, sklearn.model_selection, sklearn.metrics, xgboost, "
                "matplotlib.figure, matplotlib.backends.backend_agg, kfp.dsl.executor_main, "
-               "kfp.compiler, kfp.kubernetes, skitflow.api, skitflow.runtime, skitflow.steps")
+               "kfp.compiler, kfp.kubernetes, skitflow.api, skitflow.run.runtime, skitflow.steps")
     run([PYTHON, "-c", imports], logs("warm") / "imports.log")
     run([SKITFLOW, "validate", SEED], logs("warm") / "validate.log")
 

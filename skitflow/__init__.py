@@ -15,6 +15,10 @@ def __getattr__(name: str) -> Any:
         from skitflow import api
 
         return getattr(api, name)
+    if name == "runtime":  # what every compiled component imports: a stable name, not a path
+        from skitflow.run import runtime
+
+        return runtime
     raise AttributeError(name)
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
-from skitflow.compiler import Package, compile_plan
-from skitflow.loader import LoadedRecipe, load_recipe_file, load_recipe_text
-from skitflow.plan import Plan, build_plan
-from skitflow.registry import Registry, default_registry
+from skitflow.compile.build import Package, compile_loaded
+from skitflow.plan.planner import Plan, build_plan
+from skitflow.recipe.loader import LoadedRecipe, load_recipe_file, load_recipe_text
+from skitflow.steps.registry import Registry, default_registry
 
 
 def load_recipe(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> LoadedRecipe:
@@ -28,7 +28,7 @@ def compile_recipe(
 ) -> Package:
     """Recipe file (or loaded recipe) -> KFP package text, in memory."""
     loaded = recipe if isinstance(recipe, LoadedRecipe) else load_recipe_file(recipe, environ, partial=True)
-    return compile_plan(plan_recipe(loaded, registry))
+    return compile_loaded(loaded, registry)
 
 
 __all__ = ["compile_recipe", "load_recipe", "load_recipe_text", "plan_recipe", "Package", "Plan"]

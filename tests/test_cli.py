@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from skitflow.registry import default_registry
+from skitflow.steps.registry import default_registry
 
 REPO = Path(__file__).resolve().parent.parent
 

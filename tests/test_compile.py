@@ -12,9 +12,9 @@ from pathlib import Path
 import yaml
 
 from skitflow.api import compile_recipe
-from skitflow.loader import load_recipe_text
-from skitflow.plan import build_plan
-from skitflow.registry import default_registry
+from skitflow.plan.planner import build_plan
+from skitflow.recipe.loader import load_recipe_text
+from skitflow.steps.registry import default_registry
 from tests.package_check import check_package
 
 REPO = Path(__file__).resolve().parent.parent

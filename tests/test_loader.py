@@ -7,8 +7,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from skitflow.errors import SkitflowError, render
-from skitflow.loader import LoadedRecipe, load_recipe_text
-from skitflow.templating import ParamRef
+from skitflow.recipe.loader import LoadedRecipe, load_recipe_text
+from skitflow.recipe.templating import ParamRef
 
 MINIMAL = """\
 apiVersion: skitflow/v1

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from skitflow.errors import ParameterError
-from skitflow.parameters import KFP_PARAMETER_LIMIT, parse_assignments, resolve_parameters
-from skitflow.recipe import Parameter
-from skitflow.templating import resolve_runtime
+from skitflow.recipe.models import Parameter
+from skitflow.recipe.parameters import KFP_PARAMETER_LIMIT, parse_assignments, resolve_parameters
+from skitflow.recipe.templating import resolve_runtime
 
 DECLARED = {
     "size": Parameter(type="float", default=0.2),

@@ -16,11 +16,11 @@ import kfp.client.client as kfp_client_module
 import pytest
 from typer.testing import CliRunner
 
-from skitflow import config
 from skitflow.api import compile_recipe
 from skitflow.cli import app
-from skitflow.kfp_client import Credentials, RetryPolicy, credentials_from, redact
-from skitflow.submit import normalise_cron, schedule_spec
+from skitflow.submit import config
+from skitflow.submit.client import Credentials, RetryPolicy, credentials_from, redact
+from skitflow.submit.reconcile import normalise_cron, schedule_spec
 from tests.kfp_server import KfpTestServer, bearer_token, running_kfp_server, session_cookie
 
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")

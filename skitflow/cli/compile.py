@@ -36,7 +36,7 @@ def compile_command(
 ) -> None:
     """Compile recipes into Kubeflow Pipelines v2 packages (IR YAML)."""
     from skitflow.api import compile_recipe
-    from skitflow.emit import write_atomically
+    from skitflow.compile.emit import write_atomically
 
     files = find_recipes([recipe])
     to_folder = recipe.is_dir() or output is None or output.suffix not in RECIPE_SUFFIXES

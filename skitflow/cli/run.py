@@ -27,9 +27,9 @@ def run(
 ) -> None:
     """Run a recipe end to end on this machine (no cluster, no Docker)."""
     from skitflow.api import compile_recipe
-    from skitflow.loader import load_recipe_file
-    from skitflow.local import default_out_dir, failure_error, run_package
-    from skitflow.parameters import parse_assignments, read_params_file, resolve_parameters
+    from skitflow.recipe.loader import load_recipe_file
+    from skitflow.recipe.parameters import parse_assignments, read_params_file, resolve_parameters
+    from skitflow.run.local import default_out_dir, failure_error, run_package
 
     loaded = load_recipe_file(recipe, partial=True)
     given = read_params_file(params_file) if params_file else {}

@@ -11,13 +11,13 @@ def schema(
     output: Path | None = typer.Option(None, "-o", "--output", help="Write to this file instead."),
 ) -> None:
     """Print the JSON Schema of recipes, including every registered step's settings."""
-    from skitflow.registry import default_registry
-    from skitflow.schema import schema_text
+    from skitflow.recipe.schema import schema_text
+    from skitflow.steps.registry import default_registry
 
     text = schema_text(default_registry())
     if output is None:
         typer.echo(text, nl=False)
     else:
-        from skitflow.emit import write_atomically
+        from skitflow.compile.emit import write_atomically
 
         write_atomically(output, text)

@@ -18,7 +18,7 @@ def list_steps(ctx: typer.Context) -> None:
         return
     from rich.table import Table
 
-    from skitflow.registry import default_registry
+    from skitflow.steps.registry import default_registry
 
     table = Table("step", "kind", "package", "summary", box=None, pad_edge=False)
     for entry in default_registry():
@@ -30,7 +30,7 @@ def list_steps(ctx: typer.Context) -> None:
 def show(name: str = typer.Argument(..., help="Step name, as used in recipes.")) -> None:
     """Show a step's settings, its column contract and an example."""
 
-    from skitflow.registry import default_registry
+    from skitflow.steps.registry import default_registry
 
     registry = default_registry()
     entries = registry.find(name)

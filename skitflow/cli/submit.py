@@ -1,7 +1,7 @@
 """`skitflow submit` and `skitflow schedules`: recipes onto a Kubeflow Pipelines host.
 
-The commands only parse flags and print; what happens on the host is in `skitflow.submit`, how
-requests are made, retried and explained is in `skitflow.kfp_client`.
+The commands only parse flags and print; what happens on the host is in `skitflow.submit.reconcile`, how
+requests are made, retried and explained is in `skitflow.submit.client`.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from skitflow.cli.common import print_warnings, stderr, stdout
 from skitflow.errors import RemoteError, SkitflowError
 
 if TYPE_CHECKING:
-    from skitflow.kfp_client import Failure, Kfp
-    from skitflow.submit import RunProgress
+    from skitflow.submit.client import Failure, Kfp
+    from skitflow.submit.reconcile import RunProgress
 
 _HOST = typer.Option(None, "--host", help="Kubeflow Pipelines URL [env KFP_HOST; [tool.skitflow] host].")
 _NAMESPACE = typer.Option(None, "--namespace", "-n",
@@ -50,7 +50,7 @@ def submit(
     ca_cert: Path | None = _CA_CERT,
 ) -> None:
     """Compile a recipe, upload it as a content-named version and start it on Kubeflow."""
-    from skitflow import submit as api
+    from skitflow.submit import reconcile as api
 
     _check_flags(wait=wait, timeout=timeout, no_run=no_run, schedule=schedule, unschedule=unschedule)
     kfp, settings = _connect(host, namespace, experiment, token, cookie, ca_cert)
@@ -117,7 +117,7 @@ def schedules(
     from rich import box
     from rich.table import Column, Table
 
-    from skitflow import submit as api
+    from skitflow.submit import reconcile as api
 
     kfp, settings = _connect(host, namespace, experiment, token, cookie, ca_cert)
     # The built-in "Default" narrows nothing here: only an experiment someone chose does.
@@ -157,8 +157,8 @@ def _check_flags(*, wait: bool, timeout: float | None, no_run: bool, schedule: s
 def _connect(host: str | None, namespace: str | None, experiment: str | None, token: str | None,
              cookie: str | None, ca_cert: Path | None) -> tuple[Kfp, dict[str, Any]]:
     """Settings by precedence, credentials, retry policy -> a Kfp (nothing is sent yet)."""
-    from skitflow import config
-    from skitflow.kfp_client import Kfp, RetryPolicy, Target, credentials_from
+    from skitflow.submit import config
+    from skitflow.submit.client import Kfp, RetryPolicy, Target, credentials_from
 
     settings = config.resolve({"host": host, "namespace": namespace, "experiment": experiment})
     if ca_cert is not None and not ca_cert.is_file():
@@ -175,7 +175,7 @@ def _report_retry(what: str, failure: Failure, attempt: int, wait: float) -> Non
 
 def _wait(kfp: Kfp, run_id: str, task_ids: set[str], timeout: float | None, link: str) -> None:
     """Follow the run; Ctrl-C stops following (exit 130), never the run."""
-    from skitflow import submit as api
+    from skitflow.submit import reconcile as api
 
     display = _RunDisplay()
     try:

@@ -15,9 +15,9 @@ def validate(
 ) -> None:
     """Check recipes (syntax, settings, steps, columns) without compiling them."""
     from skitflow.cli.compile import find_recipes
-    from skitflow.loader import load_recipe_file
-    from skitflow.plan import build_plan
-    from skitflow.registry import default_registry
+    from skitflow.plan.planner import build_plan
+    from skitflow.recipe.loader import load_recipe_file
+    from skitflow.steps.registry import default_registry
 
     problems = []
     files = find_recipes(recipes)

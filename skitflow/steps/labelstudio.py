@@ -218,7 +218,7 @@ class LabelStudioSink(SinkStep):
 
     def run(self, artifact: ArtifactFile, settings: Settings, ctx: RunContext) -> str:
         from skitflow.connectors.labelstudio import LabelStudioClient
-        from skitflow.datasets import read_dataset
+        from skitflow.util.datasets import read_dataset
 
         if artifact.format not in ("", "parquet", "csv"):
             raise StepFailed(f"labelstudio: sends datasets as tasks; a {artifact.role} "

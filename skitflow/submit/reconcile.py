@@ -11,7 +11,7 @@ Names make repeated submits safe:
   finds the run it already made instead of starting a second one.
 
 Everything a user can get wrong (parameters, cron, flags) is checked in :func:`prepare` before
-any request. Every request goes through :class:`skitflow.kfp_client.Kfp`.
+any request. Every request goes through :class:`skitflow.submit.client.Kfp`.
 """
 
 from __future__ import annotations
@@ -29,12 +29,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from skitflow.api import compile_recipe, load_recipe
-from skitflow.compiler import Package
+from skitflow.compile.build import Package, compile_loaded
 from skitflow.errors import RemoteError, SkitflowError
-from skitflow.kfp_client import Kfp
-from skitflow.parameters import parse_assignments, read_params_file, resolve_parameters
-from skitflow.recipe import Schedule
+from skitflow.recipe.loader import load_recipe_file
+from skitflow.recipe.models import Schedule
+from skitflow.recipe.parameters import parse_assignments, read_params_file, resolve_parameters
+from skitflow.submit.client import Kfp
 
 SCHEDULE_SUFFIX = "-schedule"
 MARKER = "skitflow"  # first word of the description of everything skitflow creates
@@ -146,7 +146,7 @@ def prepare(
     schedule_cron: str | None = None,
 ) -> Submission:
     """Load, check parameters, compile (in memory) and decide the schedule; no network."""
-    loaded = load_recipe(recipe)
+    loaded = load_recipe_file(recipe)
     schedule = schedule_spec(loaded.recipe.schedule, schedule_cron)
     arguments = None
     if start_run or schedule is not None:
@@ -156,7 +156,7 @@ def prepare(
     elif params or params_file:
         raise SkitflowError("parameters are only used by a run or a schedule",
                             hint="drop --param/--params-file, or drop --no-run")
-    package = compile_recipe(loaded)
+    package = compile_loaded(loaded)
     return Submission(package, version_name(package), experiment, namespace, arguments, run_name,
                       start_run, schedule)
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from skitflow.recipe import SLOT_OPTIONS, ItemOptions, Recipe
-from skitflow.registry import Registry
+from skitflow.recipe.models import SLOT_OPTIONS, ItemOptions, Recipe
 from skitflow.steps.base import Kind
+from skitflow.steps.registry import Registry
 
 _TEMPLATE = {"type": "string", "pattern": r"\{\{.*\}\}", "description": "A template, e.g. {{ params.NAME }}"}
 _SLOT_KIND = {"source": Kind.SOURCE, "steps": Kind.TRANSFORM, "sinks": Kind.SINK,

@@ -18,8 +18,8 @@ from pydantic import ValidationError
 
 from skitflow import __version__
 from skitflow.errors import Problem, RecipeError, did_you_mean
-from skitflow.loader import LoadedRecipe, pydantic_problems
-from skitflow.recipe import (
+from skitflow.recipe.loader import LoadedRecipe, pydantic_problems
+from skitflow.recipe.models import (
     SLOT_OPTIONS,
     Gate,
     Gpu,
@@ -30,10 +30,10 @@ from skitflow.recipe import (
     Schedule,
     TaskOptions,
 )
-from skitflow.registry import Registry
-from skitflow.sourcemap import Path, SourceMap
+from skitflow.recipe.sourcemap import Path, SourceMap
+from skitflow.recipe.templating import ParamRef, referenced_params
 from skitflow.steps.base import Columns, Kind, Step
-from skitflow.templating import ParamRef, referenced_params
+from skitflow.steps.registry import Registry
 
 DEFAULT_IMAGE = f"ghcr.io/skitflow/skitflow:{__version__}"
 SLOT_KIND = {

@@ -13,11 +13,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from skitflow.compile.kfp_compat import import_kfp, import_kfp_kubernetes
 from skitflow.errors import SkitflowError
-from skitflow.kfp_imports import import_kfp, import_kfp_kubernetes
-from skitflow.plan import Condition, Plan, Ref, Task
-from skitflow.recipe import PARAM_TYPES, parse_duration
-from skitflow.templating import ParamRef
+from skitflow.plan.planner import Condition, Plan, Ref, Task, build_plan
+from skitflow.recipe.loader import LoadedRecipe
+from skitflow.recipe.models import PARAM_TYPES, parse_duration
+from skitflow.recipe.templating import ParamRef
+from skitflow.steps.registry import Registry, default_registry
 
 
 @dataclass(frozen=True)
@@ -66,7 +68,7 @@ def build_pipeline(plan: Plan) -> Any:
     import_kfp()
     from kfp import dsl
 
-    from skitflow.components import PARAM_PREFIX, component_function
+    from skitflow.compile.components import PARAM_PREFIX, component_function
 
     param_names = list(plan.parameters)
 
@@ -206,3 +208,8 @@ def compile_plan(plan: Plan) -> Package:
     comments = pipeline_spec_builder.extract_comments_from_pipeline_spec(spec, plan.description or None)
     text = comments + yaml.dump_all(documents, sort_keys=True)
     return Package(plan.name, text, plan)
+
+
+def compile_loaded(loaded: LoadedRecipe, registry: Registry | None = None) -> Package:
+    """A loaded recipe -> its package: plan against the registry, then build and emit in memory."""
+    return compile_plan(build_plan(loaded, registry or default_registry()))

@@ -21,11 +21,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from skitflow import kfp_local_fixes
-from skitflow.compiler import Package
-from skitflow.emit import write_atomically
+from skitflow.compile.build import Package
+from skitflow.compile.emit import write_atomically
 from skitflow.errors import Location, StepFailed
-from skitflow.runtime import FAILURE_MARKER
+from skitflow.run import kfp_local_fixes
+from skitflow.run.runtime import FAILURE_MARKER
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _EXECUTING = re.compile(r"Executing task '([^']+)'")
@@ -173,7 +173,7 @@ def run_package(
     listener: Listener | None = None,
 ) -> RunResult:
     """Run a compiled package locally; everything the run makes lands under `out_dir`."""
-    from skitflow.kfp_imports import import_kfp
+    from skitflow.compile.kfp_compat import import_kfp
 
     import_kfp()
     from kfp import components, local

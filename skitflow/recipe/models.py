@@ -19,7 +19,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
 
-from skitflow.templating import ParamRef
+from skitflow.recipe.templating import ParamRef
 
 #: A value that may be `{{ params.NAME }}`, resolved at run time.
 ParamOr = Annotated[ParamRef, WithJsonSchema({"type": "string", "pattern": r"\{\{.*\}\}"})]

@@ -19,8 +19,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from skitflow.datasets import read_dataset, write_dataset
 from skitflow.steps.base import ArtifactFile, Kind, RunContext, Step
+from skitflow.util.datasets import read_dataset, write_dataset
 
 FAILURE_MARKER = "SKITFLOW-FAILURE "
 _SECRET_WORDS = ("SECRET", "TOKEN", "PASSWORD", "PASSWD", "KEY", "CREDENTIAL")
@@ -37,8 +37,8 @@ class _TaskRun:
     """A task's parsed spec, resolved parameters and steps."""
 
     def __init__(self, spec_json: str, params: Mapping[str, Any], artifact_uri: str) -> None:
-        from skitflow.recipe import Parameter, coerce_parameter
-        from skitflow.templating import resolve_runtime
+        from skitflow.recipe.models import Parameter, coerce_parameter
+        from skitflow.recipe.templating import resolve_runtime
 
         self.spec = json.loads(spec_json)
         self.name = self.spec["task"]
@@ -296,7 +296,7 @@ def evaluate(model: Any, test: Any, metrics: Any, classification: Any, report: A
     passed, score = True, float("nan")
     gate = run.spec.get("gate")
     if gate:
-        from skitflow.templating import resolve_runtime
+        from skitflow.recipe.templating import resolve_runtime
 
         gate = resolve_runtime(gate, run.values, run.run_names)
         metric = gate["metric"]

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from skitflow.errors import ParameterError, Problem, did_you_mean
-from skitflow.recipe import Parameter, coerce_parameter
+from skitflow.recipe.models import Parameter, coerce_parameter
 
 #: The Kubeflow API refuses parameter values longer than this (kubeflow/pipelines#12510).
 KFP_PARAMETER_LIMIT = 10_000

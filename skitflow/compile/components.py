@@ -1,6 +1,6 @@
 """The few KFP components every skitflow pipeline is made of.
 
-Each is a lightweight Python component whose body only hands over to `skitflow.runtime`: the same
+Each is a lightweight Python component whose body only hands over to `skitflow.run.runtime`: the same
 code runs in the container image on Kubeflow and in `skitflow run` (kfp.local's
 SubprocessRunner), so local runs cannot drift from cluster runs.
 
@@ -102,7 +102,7 @@ def component_function(component: str, params: Sequence[tuple[str, str]]) -> Cal
         namespace: dict[str, Any] = {
             "NamedTuple": NamedTuple, "HTML": HTML, "Artifact": Artifact,
             "ClassificationMetrics": ClassificationMetrics, "Dataset": Dataset, "Input": Input,
-            "Metrics": Metrics, "Model": Model, "Output": Output, "__name__": "skitflow.components",
+            "Metrics": Metrics, "Model": Model, "Output": Output, "__name__": "skitflow.compile.components",
         }
         # dont_inherit: this module's `from __future__ import annotations` would turn the
         # annotations kfp reads into strings.

@@ -17,9 +17,9 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from skitflow.errors import Problem, RecipeError, did_you_mean
-from skitflow.recipe import Recipe
-from skitflow.sourcemap import Path, SourceMap, parse_yaml
-from skitflow.templating import Renderer, TemplateProblem
+from skitflow.recipe.models import Recipe
+from skitflow.recipe.sourcemap import Path, SourceMap, parse_yaml
+from skitflow.recipe.templating import Renderer, TemplateProblem
 
 #: Values that are never templated: parameter declarations and run-time conditions.
 _NOT_TEMPLATED = ("parameters",)

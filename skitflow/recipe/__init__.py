@@ -1,0 +1,1 @@
+"""Stage 1, load: recipe text -> source map, safe YAML, sandboxed templates -> validated models."""
