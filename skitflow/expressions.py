@@ -1,10 +1,11 @@
-"""A small, safe expression language for row filters and conditions.
+"""The one expression language of recipes: `filter_rows` conditions and the split's `when:`.
 
 Recipes say things like ``duration > 3 and intent != 'spam'``. That text is never handed to
-``eval``: it is parsed with :func:`ast.parse` and every node is checked against a short whitelist,
-then turned into a tiny tree of our own that is interpreted either over a DataFrame (vectorised,
-one pandas operation per node) or over plain values. Nothing in the language can reach a Python
-object other than the values it is given, so a recipe cannot run code.
+``eval``: its size is checked first (length, operators, nesting, number literals), then it is
+parsed with :func:`ast.parse` and every node is checked against a short whitelist and turned into
+a tiny tree of our own. One evaluator interprets that tree either over a DataFrame (vectorised,
+one pandas operation per node) or over plain values (a `when:` over ``rows`` and ``columns``).
+Nothing in the language can reach a Python object other than the values it is given.
 
 The language:
 
@@ -14,13 +15,17 @@ The language:
 * arithmetic ``+ - * / % //`` and unary minus (no ``**``: ``9**9**9`` would hang);
 * constants: numbers, strings, ``True/False/None`` and also ``true/false/null``;
 * column names as bare identifiers, ``col("name with spaces")`` for any other name;
+  ``params.NAME`` names a recipe parameter (only `when:` may test one);
 * functions: ``isnull(x) notnull(x) len(x) lower(x) upper(x) contains(x, "s") startswith(x, "s")
   endswith(x, "s") abs(x) between(x, lo, hi)`` (``between`` includes both ends).
 
-Nulls never match: a comparison with a null on either side is false, so ``intent != 'spam'``
-drops rows whose intent is null. Test for nulls with ``x == null``, ``x != null``, ``isnull(x)``
-or by listing null: ``x in ['a', null]``. Arithmetic with a null gives null. Line breaks count
-as spaces, so a YAML block (``|``) may spread an expression over several lines.
+Nulls follow SQL's three-valued logic: a comparison with a null is *unknown*, ``not unknown`` is
+unknown, ``unknown and false`` is false, ``unknown or true`` is true, and a row is kept only where
+the whole condition is true. So ``not (intent == 'spam')`` and ``intent != 'spam'`` both drop
+rows whose intent is null. Null tests are always true or false: ``x == null``, ``x != null``,
+``isnull(x)``, ``notnull(x)``, and a list that holds null (``x in ['a', null]``) matches nulls.
+Arithmetic with a null gives null. Line breaks count as spaces, so a YAML block (``|``) may
+spread an expression over several lines.
 
 pandas is imported only when a DataFrame is evaluated, so parsing stays cheap.
 """
@@ -29,21 +34,26 @@ from __future__ import annotations
 
 import ast
 import functools
+import io
 import math
 import numbers
 import operator
 import re
+import tokenize
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from skitflow.errors import SkitflowError, did_you_mean
+from skitflow.errors import Location, Problem, SkitflowError, did_you_mean
 
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["FUNCTIONS", "Expression", "ExpressionError", "parse"]
+__all__ = [
+    "COMPARISONS", "FUNCTIONS", "MAX_DEPTH", "MAX_INTEGER", "MAX_LENGTH", "MAX_OPERATORS",
+    "Expression", "ExpressionError", "parse", "problem_in_source",
+]
 
 #: Functions the language knows: name -> (number of arguments, what it does).
 FUNCTIONS: dict[str, tuple[int, str]] = {
@@ -61,8 +71,13 @@ FUNCTIONS: dict[str, tuple[int, str]] = {
 }
 _TEXT_ARGUMENT = {"contains", "startswith", "endswith"}  # second argument: a string literal
 
-MAX_LENGTH = 100_000
-MAX_DEPTH = 100  # nesting of our own tree; keeps evaluation far from Python's recursion limit
+#: Limits on one expression, checked before anything is parsed or evaluated, so no text can make
+#: parsing or evaluation take more than a moment or more than a little memory.
+MAX_LENGTH = 100_000  # characters
+MAX_OPERATORS = 1_000  # operator tokens, brackets included: keeps Python's parser far from its stack limit
+MAX_DEPTH = 100  # nesting (brackets, runs of `-`/`not`, operator chains): far from the recursion limit
+MAX_NUMBER_LENGTH = 40  # characters of one number literal
+MAX_INTEGER = 2**63 - 1  # the largest integer literal (what a 64-bit integer column holds)
 
 
 class ExpressionError(SkitflowError, ValueError):
@@ -83,6 +98,12 @@ class ExpressionError(SkitflowError, ValueError):
         self.width = max(1, width)
         super().__init__(message, None, hint)
 
+    def __str__(self) -> str:
+        """The message, with the column inside the expression where it is not the first."""
+        if self.offset > 0:
+            return f"{self.message} (column {self.offset + 1} of the expression)"
+        return self.message
+
 
 # -- our own tree ----------------------------------------------------------------------------
 
@@ -101,6 +122,11 @@ class _Const(_Node):
 @dataclass(frozen=True, slots=True)
 class _Name(_Node):
     name: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Param(_Node):
+    name: str  # `params.NAME`: a recipe parameter
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,6 +226,12 @@ class _Builder:
         self.shift = shift  # characters stripped from the front of the original text
         self.encoded = None if source.isascii() else source.encode("utf-8")
         self.names: set[str] = set()
+        self.params: set[str] = set()
+        self.spans: dict[str, tuple[int, int]] = {}  # name (or `params.NAME`) -> first (offset, width)
+
+    def read(self, key: str, node: ast.AST) -> None:
+        """Remember that the expression reads `key`, and where it first does."""
+        self.spans.setdefault(key, self.span(node))
 
     def span(self, node: ast.AST) -> tuple[int, int]:
         """(character offset in the original text, width) of an AST node."""
@@ -236,7 +268,12 @@ class _Builder:
             if node.id in _NAMED_CONSTANTS:
                 return _Const(offset, width, _NAMED_CONSTANTS[node.id])
             self.names.add(node.id)
+            self.read(node.id, node)
             return _Name(offset, width, node.id)
+        if isinstance(node, ast.Attribute) and _is_parameter(node):
+            self.params.add(node.attr)
+            self.read(f"params.{node.attr}", node)
+            return _Param(offset, width, node.attr)
         if isinstance(node, ast.Call):
             return self._call(node, deeper)
         if isinstance(node, ast.List | ast.Tuple):
@@ -256,6 +293,10 @@ class _Builder:
 
     def _constant(self, node: ast.Constant) -> Any:
         value = node.value
+        if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_INTEGER:
+            raise self.fail(f"the number is too large: integers go up to {MAX_INTEGER}", node)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise self.fail("the number is too large for a float", node)
         if value is None or isinstance(value, bool | int | float | str):
             return value
         kind = {bytes: "bytes", complex: "complex numbers"}.get(type(value), repr(value))
@@ -329,6 +370,7 @@ class _Builder:
             if not (isinstance(arg, ast.Constant) and isinstance(arg.value, str)):
                 raise self.fail('col() takes a column name in quotes: col("my column")', arg)
             self.names.add(arg.value)
+            self.read(arg.value, node)
             return _Name(offset, width, arg.value)
         if func in _TEXT_ARGUMENT:
             arg = node.args[1]
@@ -336,6 +378,86 @@ class _Builder:
                 raise self.fail(f"the second argument of {func}() must be a string in quotes", arg)
         args = tuple(self.build(arg, depth) for arg in node.args)
         return _Call(offset, width, func, args)
+
+
+def _is_parameter(node: ast.Attribute) -> bool:
+    """`params.NAME`, the one attribute the language knows (a recipe parameter)."""
+    return (
+        isinstance(node.value, ast.Name)
+        and node.value.id == "params"
+        and not node.attr.startswith("_")
+    )
+
+
+_OPENING = frozenset("([{")
+_CLOSING = frozenset(")]}")
+_PREFIX = frozenset({"-", "+", "~", "not"})
+_WORD_OPERATORS = frozenset(
+    {"and", "or", "not", "in", "is", "if", "else", "lambda", "await", "yield", "for", "from"}
+)
+
+
+def _check_size(source: str, shift: int) -> None:
+    """Refuse text that would make Python's parser or our tree too deep or too big.
+
+    One pass over the tokens, before :func:`ast.parse` sees the text: at most MAX_OPERATORS
+    operators (brackets included), brackets at most MAX_DEPTH deep, at most MAX_DEPTH prefix
+    operators in a row (`- - - x`, `not not x`), number literals of at most MAX_NUMBER_LENGTH
+    characters. Beyond these bounds CPython's parser fails with RecursionError or MemoryError,
+    so they are checked here, with the column of the token that goes over.
+    """
+    operators = depth = prefix_run = 0
+    operand_expected = True
+    for kind, text, column in _tokens(source):
+        column += shift
+        if kind == tokenize.NUMBER and len(text) > MAX_NUMBER_LENGTH:
+            raise ExpressionError(
+                f"the number is too long: at most {MAX_NUMBER_LENGTH} characters",
+                column,
+                width=len(text),
+            )
+        if kind != tokenize.OP and not (kind == tokenize.NAME and text in _WORD_OPERATORS):
+            operand_expected, prefix_run = False, 0  # a name, number or string: an operand
+            continue
+        if text in _CLOSING:
+            depth, operand_expected, prefix_run = max(0, depth - 1), False, 0
+            continue
+        if text == ",":
+            operand_expected, prefix_run = True, 0
+            continue
+        operators += 1
+        if operators > MAX_OPERATORS:
+            raise ExpressionError(
+                f"the expression has more than {MAX_OPERATORS} operators",
+                column,
+                "split the condition into several simpler ones",
+                len(text),
+            )
+        if text in _OPENING:
+            depth += 1
+        elif operand_expected and text in _PREFIX:
+            prefix_run += 1
+        if depth + prefix_run > MAX_DEPTH:
+            raise ExpressionError(
+                f"the expression is nested too deeply (more than {MAX_DEPTH} levels)",
+                column,
+                width=len(text),
+            )
+        operand_expected = True
+
+
+def _tokens(source: str) -> Iterator[tuple[int, str, int]]:
+    """(type, text, column) of each significant token; stops quietly where Python's tokenizer
+    gives up, since ast.parse then reports that error with its own position."""
+    tokens = tokenize.generate_tokens(io.StringIO(source).readline)
+    skipped = (tokenize.NEWLINE, tokenize.NL, tokenize.ENDMARKER, tokenize.COMMENT)
+    while True:
+        try:
+            token = next(tokens)
+        except (StopIteration, tokenize.TokenError, SyntaxError, ValueError):
+            return
+        if token.type not in skipped:
+            yield token.type, token.string, token.start[1]
 
 
 def _syntax_hint(text: str) -> str | None:
@@ -352,27 +474,60 @@ def _syntax_hint(text: str) -> str | None:
 
 @dataclass(frozen=True)
 class Expression:
-    """A parsed expression: its text, the column names it reads, and ways to evaluate it."""
+    """A parsed expression: its text, the names it reads, and ways to evaluate it.
+
+    `names` are the columns (or, over plain values, the names) it reads; `params` the recipe
+    parameters it tests as `params.NAME`.
+    """
 
     text: str
     names: frozenset[str] = field(compare=False)
     _root: _Node = field(compare=False, repr=False)
+    params: frozenset[str] = field(default=frozenset(), compare=False)
+    _spans: Mapping[str, tuple[int, int]] = field(default_factory=dict, compare=False, repr=False)
 
     def __str__(self) -> str:
         return self.text
 
     def evaluate_frame(self, frame: pd.DataFrame) -> pd.Series:
-        """A boolean Series, one value per row of `frame` (same index), computed vectorised."""
+        """A bool Series, one value per row of `frame` (same index): true only where the
+        condition is true (false or unknown rows are not kept). Computed vectorised."""
         import pandas as pd
 
-        result = _Evaluator(self.text, frame=frame).mask(self._root)
+        result = _Evaluator(self.text, frame=frame).truth(self._root)
         if isinstance(result, pd.Series):
-            return result
-        return pd.Series(bool(result), index=frame.index, dtype=bool)
+            return pd.Series(
+                result.to_numpy(dtype=bool, na_value=False), index=frame.index, dtype=bool
+            )
+        return pd.Series(_is_true(result), index=frame.index, dtype=bool)
 
     def evaluate_scalar(self, values: Mapping[str, Any]) -> Any:
-        """The value of the expression over plain values (a name holding a list works with `in`)."""
+        """The value of the expression over plain values (a name holding a list works with `in`);
+        None where it is unknown. `params.NAME` reads ``values["params"][NAME]``."""
         return _Evaluator(self.text, values=values).eval(self._root)
+
+    def holds(self, values: Mapping[str, Any]) -> bool:
+        """Whether the condition is true over plain values (unknown counts as not true)."""
+        return _is_true(_Evaluator(self.text, values=values).truth(self._root))
+
+    def error_at(self, name: str, message: str, hint: str | None = None) -> ExpressionError:
+        """An error pointing at where the expression first reads `name` (or `params.NAME`)."""
+        offset, width = self._spans.get(name, (0, len(self.text)))
+        return ExpressionError(message, offset, hint, width)
+
+    def parameter_test(self) -> tuple[str, str, Any] | None:
+        """`(NAME, op, value)` when the whole expression tests one parameter against a constant:
+        `params.NAME`, `not params.NAME` or `params.NAME <op> value`; None otherwise."""
+        root = self._root
+        if isinstance(root, _Param):
+            return root.name, "==", True
+        if isinstance(root, _Unary) and root.op == "not" and isinstance(root.operand, _Param):
+            return root.operand.name, "==", False
+        if isinstance(root, _Compare) and isinstance(root.first, _Param) and len(root.rest) == 1:
+            op, right = root.rest[0]
+            if op in COMPARISONS and isinstance(right, _Const) and right.value is not None:
+                return root.first.name, op, right.value
+        return None
 
 
 def parse(text: str) -> Expression:
@@ -391,6 +546,7 @@ def _parse(text: str) -> Expression:
     shift = len(one_line) - len(source)
     if not source.strip():
         raise ExpressionError("the expression is empty", 0, "write a condition like `duration > 3`")
+    _check_size(source, shift)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # e.g. invalid escape sequences in a string
@@ -403,11 +559,32 @@ def _parse(text: str) -> Expression:
             offset = len(text.rstrip())
             message += " (it ends too early)"
         raise ExpressionError(message, offset, _syntax_hint(text)) from None
-    except (ValueError, RecursionError, MemoryError) as error:
-        raise ExpressionError(f"invalid expression: {error or 'nested too deeply'}") from None
+    except ValueError as error:  # e.g. a NUL character
+        raise ExpressionError(f"invalid expression: {error}") from None
+    except (RecursionError, MemoryError):  # pragma: no cover - _check_size keeps us far from these
+        raise ExpressionError("the expression is nested too deeply") from None
     builder = _Builder(source, shift)
     root = builder.build(tree.body)
-    return Expression(text, frozenset(builder.names), root)
+    return Expression(
+        text, frozenset(builder.names), root, frozenset(builder.params), dict(builder.spans)
+    )
+
+
+def problem_in_source(
+    error: ExpressionError, text: str, start: Location, width: int, what: str, hint: str | None = None
+) -> Problem:
+    """A Problem at the file position of `error` inside the expression `text`.
+
+    `start` and `width` are where the recipe loader found the string. Its characters map one to
+    one onto the file when it is a plain or quoted scalar on one line without escapes (its width
+    is then the text's length, or that plus two quotes); otherwise the problem points at the
+    start of the string and its message names the column inside the expression.
+    """
+    if "\n" not in text and "\r" not in text and width in (len(text), len(text) + 2):
+        quote = 1 if width == len(text) + 2 else 0
+        where = Location(start.file, start.line, start.column + quote + error.offset)
+        return Problem(f"{what}: {error.message}", where, error.hint or hint, error.width)
+    return Problem(f"{what}: {error}", start, error.hint or hint, width)
 
 
 # -- evaluation ------------------------------------------------------------------------------
@@ -426,6 +603,11 @@ def _is_missing(value: Any) -> bool:
     return type(value).__name__ in ("NAType", "NaTType")
 
 
+def _is_true(value: Any) -> bool:
+    """A scalar truth value that is true (unknown is not)."""
+    return not _is_missing(value) and bool(value)
+
+
 _ARITHMETIC: dict[str, Callable[[Any, Any], Any]] = {
     "+": operator.add,
     "-": operator.sub,
@@ -434,7 +616,9 @@ _ARITHMETIC: dict[str, Callable[[Any, Any], Any]] = {
     "%": operator.mod,
     "//": operator.floordiv,
 }
-_COMPARISONS: dict[str, Callable[[Any, Any], Any]] = {
+#: The comparison operators, the one table: the evaluator applies them to values and Series, the
+#: compiler to kfp pipeline channels (a parameter `when:` becomes a `dsl.If`).
+COMPARISONS: dict[str, Callable[[Any, Any], Any]] = {
     "==": operator.eq,
     "!=": operator.ne,
     "<": operator.lt,
@@ -448,7 +632,10 @@ _CONTAINERS = (list, tuple, set, frozenset, dict, str)
 class _Evaluator:
     """Interprets our tree over one DataFrame (values are Series) or over plain values.
 
-    Every helper accepts Series or scalars, since even a row filter has constants in it.
+    Truth values are three-valued, as in SQL: true, false and unknown. Over a DataFrame they are
+    pandas' nullable "boolean" Series (NA is unknown; its `&`, `|` and `~` are Kleene's logic),
+    over plain values True, False and None. Every helper accepts Series or scalars, since even a
+    row filter has constants in it.
     """
 
     def __init__(
@@ -458,10 +645,12 @@ class _Evaluator:
         self.frame = frame
         self.values = values or {}
         self.pd: Any = None
+        self.unknown: Any = None
         if frame is not None:
             import pandas
 
             self.pd = pandas
+            self.unknown = pandas.NA  # combines with Series under Kleene's rules
 
     # -- helpers ------------------------------------------------------------------------------
     def series(self, value: Any) -> bool:
@@ -476,36 +665,71 @@ class _Evaluator:
     def describe(self, value: Any) -> str:
         return f"dtype {value.dtype}" if self.series(value) else type(value).__name__
 
-    def notna(self, value: Any) -> Any:
-        return value.notna() if self.series(value) else not _is_missing(value)
+    def isna(self, value: Any) -> Any:
+        return value.isna() if self.series(value) else _is_missing(value)
 
-    def boolean(self, value: Any) -> Any:
-        """A comparison's result as plain booleans, pandas' NA counting as false."""
-        if self.series(value) and value.dtype != "bool":  # NA-able booleans
-            return value.fillna(False).astype(bool)
-        return value
+    def known(self, outcome: Any, *sides: Any) -> Any:
+        """`outcome` as a nullable boolean Series, unknown wherever a side is null."""
+        result = outcome.astype("boolean")
+        for side in sides:
+            if self.series(side):
+                result = result.mask(side.isna())
+        return result
 
-    def mask(self, node: _Node) -> Any:
-        """Evaluate `node` as a condition: a bool Series (frame) or a bool."""
+    def all_unknown(self, *sides: Any) -> Any:
+        like = next((side for side in sides if self.series(side)), None)
+        if like is None:
+            return self.unknown
+        return self.pd.Series(self.pd.NA, index=like.index, dtype="boolean")
+
+    def truth(self, node: _Node) -> Any:
+        """Evaluate `node` as a condition: true/false/unknown, per row over a DataFrame."""
         value = self.eval(node)
-        if not self.series(value):
-            return False if _is_missing(value) else bool(value)
-        pd = self.pd
-        dtype = value.dtype
-        if pd.api.types.is_bool_dtype(dtype):
-            return self.boolean(value)
-        if pd.api.types.is_numeric_dtype(dtype):
-            return self.boolean(value.ne(0)) & value.notna()
-        if pd.api.types.is_object_dtype(dtype):
-            try:
-                return self.boolean(value.astype("boolean"))
-            except (TypeError, ValueError):
-                pass
+        if self.series(value):
+            pd = self.pd
+            dtype = value.dtype
+            if pd.api.types.is_bool_dtype(dtype):
+                return value.astype("boolean")
+            if pd.api.types.is_numeric_dtype(dtype):
+                return self.known(value.ne(0), value)
+            if pd.api.types.is_object_dtype(dtype):
+                try:
+                    return value.astype("boolean")
+                except (TypeError, ValueError):
+                    pass
+        elif _is_missing(value):
+            return self.unknown
+        elif isinstance(value, bool) or type(value).__name__ == "bool_":
+            return bool(value)
+        elif isinstance(value, numbers.Number):
+            return value != 0
         raise self.fail(
             f"`{self.snippet(node)}` is not true/false but {self.describe(value)}",
             node,
             "compare it with something, e.g. `x == 'yes'`, or test notnull(x)",
         )
+
+    def both(self, left: Any, right: Any) -> Any:
+        """`left and right` in three-valued logic."""
+        if self.series(left) or self.series(right):
+            return left & right
+        if left is False or right is False:
+            return False
+        return self.unknown if _is_missing(left) or _is_missing(right) else True
+
+    def either(self, left: Any, right: Any) -> Any:
+        """`left or right` in three-valued logic."""
+        if self.series(left) or self.series(right):
+            return left | right
+        if left is True or right is True:
+            return True
+        return self.unknown if _is_missing(left) or _is_missing(right) else False
+
+    def negate(self, value: Any) -> Any:
+        """`not value` in three-valued logic: not unknown is unknown."""
+        if self.series(value):
+            return ~value
+        return self.unknown if _is_missing(value) else not value
 
     # -- nodes ----------------------------------------------------------------------------------
     def eval(self, node: _Node) -> Any:
@@ -513,6 +737,8 @@ class _Evaluator:
             return node.value
         if isinstance(node, _Name):
             return self.lookup(node)
+        if isinstance(node, _Param):
+            return self.parameter(node)
         if isinstance(node, _List):
             return list(node.values)
         if isinstance(node, _Compare):
@@ -544,24 +770,37 @@ class _Evaluator:
             )
         return self.values[node.name]
 
+    def parameter(self, node: _Param) -> Any:
+        params = self.values.get("params")
+        if self.frame is not None or not isinstance(params, Mapping):
+            raise self.fail(f"parameters such as `params.{node.name}` cannot be read here", node)
+        if node.name not in params:
+            hint = did_you_mean(node.name, params)
+            raise self.fail(f"unknown parameter `{node.name}`", node, hint)
+        return params[node.name]
+
     def logic(self, node: _Logic) -> Any:
-        if self.frame is None:  # plain values: short-circuit like Python
-            if node.op == "and":
-                return all(self.mask(operand) for operand in node.operands)
-            return any(self.mask(operand) for operand in node.operands)
-        combine = operator.and_ if node.op == "and" else operator.or_
-        return functools.reduce(combine, (self.mask(operand) for operand in node.operands))
+        combine = self.both if node.op == "and" else self.either
+        decided = node.op == "or"  # the value that settles the whole chain
+        result: Any = not decided
+        for operand in node.operands:
+            result = combine(result, self.truth(operand))
+            if self.frame is None and result is decided:  # plain values: short-circuit
+                return result
+        return result
 
     def unary(self, node: _Unary) -> Any:
         if node.op == "not":
-            value = self.mask(node.operand)
-            return ~value if self.series(value) else not value
+            return self.negate(self.truth(node.operand))
         value = self.eval(node.operand)
         if _is_missing(value):
             return None
         if not self.number_like(value):
             raise self.fail(f"`{node.op}` needs a number, not {self.describe(value)}", node)
-        return -value if node.op == "-" else value
+        try:
+            return -value if node.op == "-" else +value
+        except TypeError as error:  # e.g. numpy refuses `-` on booleans
+            raise self.fail(f"`{node.op}` needs a number ({error})", node) from None
 
     def _numeric(self, series: pd.Series) -> bool:
         return bool(self.pd.api.types.is_numeric_dtype(series.dtype))
@@ -598,9 +837,8 @@ class _Evaluator:
         result: Any = True
         for op, right_node in node.rest:
             right = self.eval(right_node)
-            outcome = self.compare_one(op, left, right, node, left_node, right_node)
-            result = outcome if result is True else result & outcome
-            if self.frame is None and not result:
+            result = self.both(result, self.compare_one(op, left, right, node, left_node, right_node))
+            if self.frame is None and result is False:
                 return False
             left, left_node = right, right_node
         return result
@@ -613,15 +851,14 @@ class _Evaluator:
         null_literal = [
             n for n in (left_node, right_node) if isinstance(n, _Const) and n.value is None
         ]
-        if op in ("==", "!=") and null_literal:
+        if op in ("==", "!=") and null_literal:  # a null test: always true or false
             other = right if null_literal[0] is left_node else left
-            missing = other.isna() if self.series(other) else _is_missing(other)
-            return missing if op == "==" else (~missing if self.series(missing) else not missing)
-        plain = not (self.series(left) or self.series(right))
-        if plain and (_is_missing(left) or _is_missing(right)):
-            return False
+            missing = self.isna(other)
+            return missing if op == "==" else self.negate(missing)
+        if _is_missing(left) or _is_missing(right):  # a comparison with null is unknown
+            return self.all_unknown(left, right)
         try:
-            outcome = self.boolean(_COMPARISONS[op](left, right))
+            outcome = COMPARISONS[op](left, right)
             if not self.series(outcome):
                 return bool(outcome)
         except (TypeError, ValueError, NotImplementedError) as error:
@@ -633,7 +870,7 @@ class _Evaluator:
                 if "str" in f"{self.describe(left)} {self.describe(right)}"
                 else str(error),
             ) from None
-        return outcome & self.notna(left) & self.notna(right)
+        return self.known(outcome, left, right)
 
     def membership(self, op: str, left: Any, right: Any, node: _Node, right_node: _Node) -> Any:
         if self.series(right):
@@ -643,19 +880,22 @@ class _Evaluator:
                 "to look for text inside a column, use contains(x, 'text')",
             )
         if _is_missing(right):
-            return False
+            return self.all_unknown(left)
         if not isinstance(right, _CONTAINERS):
             raise self.fail(
                 f"`{op}` needs a list on its right, not {self.describe(right)}", right_node
             )
+        lists_null = not isinstance(right, str) and any(_is_missing(v) for v in right)
         if self.series(left):
-            values = [v for v in right if not _is_missing(v)]
-            found = left.isin(values)
-            if op == "in":
-                return found | left.isna() if len(values) < len(right) else found
-            return ~found & left.notna()
+            found = left.isin([v for v in right if not _is_missing(v)])
+            if lists_null:  # null is listed: nulls match it, as with `x == null`
+                found = found | left.isna()
+                return (found if op == "in" else ~found).astype("boolean")
+            return self.known(found if op == "in" else ~found, left)
         if _is_missing(left):
-            return op == "in" and any(_is_missing(v) for v in right)
+            if lists_null:
+                return op == "in"
+            return self.unknown
         try:
             found = left in right
         except TypeError as error:
@@ -669,13 +909,11 @@ class _Evaluator:
             lo_node, hi_node = node.args[1], node.args[2]
             above = self.compare_one(">=", value, low, node, node.args[0], lo_node)
             below = self.compare_one("<=", value, high, node, node.args[0], hi_node)
-            return above & below if self.series(above) or self.series(below) else above and below
+            return self.both(above, below)
         value = self.eval(node.args[0])
         if func in ("isnull", "notnull"):
-            missing = value.isna() if self.series(value) else _is_missing(value)
-            if func == "isnull":
-                return missing
-            return ~missing if self.series(missing) else not missing
+            missing = self.isna(value)
+            return missing if func == "isnull" else self.negate(missing)
         if func == "abs":
             if _is_missing(value):
                 return None
@@ -703,14 +941,16 @@ class _Evaluator:
         if func == "upper":
             return strings.upper()
         if func == "contains":
-            return self.boolean(strings.contains(text, regex=False, na=False))
-        if func == "startswith":
-            return self.boolean(strings.startswith(text, na=False))
-        return self.boolean(strings.endswith(text, na=False))
+            found = strings.contains(text, regex=False, na=False)
+        elif func == "startswith":
+            found = strings.startswith(text, na=False)
+        else:
+            found = strings.endswith(text, na=False)
+        return self.known(found, value)  # a test on a null is unknown
 
     def text_scalar(self, func: str, value: Any, text: str | None, node: _Call) -> Any:
         if _is_missing(value):
-            return False if text is not None else None
+            return None  # null text, or a test on it: unknown
         if func == "len":
             if isinstance(value, _CONTAINERS):
                 return len(value)

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import inspect
 import json
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from skitflow.compile.kfp_compat import import_kfp, import_kfp_kubernetes
 from skitflow.errors import SkitflowError
+from skitflow.expressions import COMPARISONS
 from skitflow.plan.planner import Condition, Plan, Ref, Task, build_plan
 from skitflow.recipe.loader import LoadedRecipe
 from skitflow.recipe.models import PARAM_TYPES, parse_duration
@@ -93,7 +93,7 @@ def build_pipeline(plan: Plan) -> Any:
 
         def condition(cond: Condition) -> Any:
             left = channels[cond.param] if cond.param else output(cond.ref)  # type: ignore[arg-type]
-            return _OPERATORS[cond.op](left, cond.value)
+            return COMPARISONS[cond.op](left, cond.value)  # the expression language's own table
 
         for group in _condition_groups(plan.tasks):
             first = group[0]
@@ -125,14 +125,6 @@ def build_pipeline(plan: Plan) -> Any:
     return dsl.pipeline(name=plan.name, description=plan.description or None)(body)
 
 
-_OPERATORS: dict[str, Callable[[Any, Any], Any]] = {
-    "==": lambda a, b: a == b,
-    "!=": lambda a, b: a != b,
-    "<": lambda a, b: a < b,
-    "<=": lambda a, b: a <= b,
-    ">": lambda a, b: a > b,
-    ">=": lambda a, b: a >= b,
-}
 
 
 def _condition_groups(tasks: tuple[Task, ...]) -> list[list[Task]]:

@@ -6,7 +6,6 @@ settings, options and columns is found here, all at once, each at its line in th
 
 from __future__ import annotations
 
-import ast
 import hashlib
 import json
 import os
@@ -18,6 +17,7 @@ from pydantic import ValidationError
 
 from skitflow import __version__
 from skitflow.errors import Problem, RecipeError, did_you_mean
+from skitflow.expressions import ExpressionError, parse, problem_in_source
 from skitflow.recipe.loader import LoadedRecipe, pydantic_problems
 from skitflow.recipe.models import (
     SLOT_OPTIONS,
@@ -520,10 +520,12 @@ class _Planner:
         path = ("split", "when")
         try:
             parsed = parse_when(text, tuple(self.recipe.parameters))
-        except ValueError as exc:
-            self.problems.append(self.map.problem(path, f"invalid `when`: {exc}",
-                                                  "write `params.NAME == value` or a data expression over "
-                                                  "`rows` and `columns`, e.g. `\"split\" not in columns`"))
+        except ExpressionError as exc:
+            start, width = self.map.locate(path)
+            self.problems.append(problem_in_source(
+                exc, text, start, width, "invalid `when`",
+                "write `params.NAME == value` or a data expression over `rows` and `columns`, "
+                "e.g. `\"split\" not in columns`"))
             return None
         if parsed[0] == "param":
             _, name, op, value = parsed
@@ -540,48 +542,33 @@ def _replace(task: Task, **changes: Any) -> Task:
     return replace(task, **changes)
 
 
-_OPS = {ast.Eq: "==", ast.NotEq: "!=", ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">="}
+#: The names a data condition (`when:` not on a parameter) can read: the dataset's size and columns.
+WHEN_NAMES = ("rows", "columns")
 
 
 def parse_when(text: str, parameters: tuple[str, ...]) -> tuple:
-    """`params.NAME <op> literal` -> ("param", NAME, op, value); a data expression -> ("data", text)."""
-    try:
-        tree = ast.parse(text.strip(), mode="eval").body
-    except SyntaxError as exc:
-        raise ValueError(f"syntax error at column {exc.offset}") from None
+    """`params.NAME <op> literal` -> ("param", NAME, op, value); a data expression -> ("data", text).
 
-    def param_name(node: ast.AST) -> str | None:
-        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "params":
-            if node.attr not in parameters:
-                hint = did_you_mean(node.attr, parameters)
-                raise ValueError(f"unknown parameter `{node.attr}`" + (f"; {hint}" if hint else ""))
-            return node.attr
-        return None
-
-    if (name := param_name(tree)) is not None:
-        return ("param", name, "==", True)
-    if isinstance(tree, ast.UnaryOp) and isinstance(tree.op, ast.Not) and (name := param_name(tree.operand)):
-        return ("param", name, "==", False)
-    if isinstance(tree, ast.Compare) and len(tree.ops) == 1 and (name := param_name(tree.left)) is not None:
-        op = _OPS.get(type(tree.ops[0]))
-        right = tree.comparators[0]
-        literal: Any = right.id == "true" if isinstance(right, ast.Name) and right.id in ("true", "false") else None
-        if isinstance(right, ast.Constant):
-            literal = right.value
-        if op is None or literal is None:
-            raise ValueError("compare a parameter with ==, !=, <, <=, > or >= and a literal value")
-        return ("param", name, op, literal)
-    if "params." in text:
-        raise ValueError("a condition on a parameter must be `params.NAME <op> value`")
-    from skitflow.expressions import ExpressionError, parse
-
-    try:
-        expression = parse(text)
-    except ExpressionError as exc:
-        raise ValueError(str(exc)) from None
-    unknown = set(expression.names) - {"rows", "columns"}
+    Read by the one expression parser (the runtime evaluates the data form with the same
+    evaluator); raises ExpressionError pointing into `text`.
+    """
+    expression = parse(text)
+    for name in sorted(expression.params):
+        if name not in parameters:
+            raise expression.error_at(f"params.{name}", f"unknown parameter `{name}`",
+                                      did_you_mean(name, parameters))
+    if expression.params:
+        test = expression.parameter_test()
+        if test is None:
+            raise ExpressionError("a condition on a parameter must be `params.NAME <op> value`", 0,
+                                  "compare one parameter with a constant, e.g. `params.holdout == true`; it "
+                                  "cannot be combined with other conditions",
+                                  len(text))
+        return ("param", *test)
+    unknown = sorted(set(expression.names) - set(WHEN_NAMES))
     if unknown:
-        raise ValueError(f"unknown name `{sorted(unknown)[0]}`: data conditions know `rows` and `columns`")
+        raise expression.error_at(unknown[0], f"unknown name `{unknown[0]}`: data conditions know "
+                                  "`rows` and `columns`", did_you_mean(unknown[0], WHEN_NAMES))
     return ("data", text)
 
 

@@ -119,8 +119,8 @@ class _TaskRun:
         if self.spec.get("probe"):
             from skitflow.expressions import parse
 
-            probe = bool(parse(self.spec["probe"]).evaluate_scalar(
-                {"rows": len(frame), "columns": [str(c) for c in frame.columns]}))
+            probe = parse(self.spec["probe"]).holds(  # unknown (a null) is not true
+                {"rows": len(frame), "columns": [str(c) for c in frame.columns]})
             self.log(f"condition `{self.spec['probe']}` is {probe}")
         return len(frame), probe
 

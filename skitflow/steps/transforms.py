@@ -429,8 +429,10 @@ class FilterRows(TransformStep):
 
     The expression language is small and safe: comparisons, `and`/`or`/`not`, `in [...]`,
     arithmetic, `col("odd name")` and a few functions (isnull, notnull, len, lower, upper,
-    contains, startswith, endswith, abs, between). A comparison with a null is false, so
-    `intent != 'spam'` also drops rows without an intent; test nulls with `x == null`.
+    contains, startswith, endswith, abs, between). Nulls follow SQL: a comparison with a null is
+    unknown, `not` of unknown is unknown, and only rows where the condition is true are kept, so
+    `intent != 'spam'` and `not (intent == 'spam')` both drop rows without an intent; test nulls
+    with `x == null` or isnull(x).
     """
 
     name = "filter_rows"
@@ -446,7 +448,13 @@ class FilterRows(TransformStep):
         @field_validator("expr")
         @classmethod
         def _parses(cls, expr: str) -> str:
-            parse(expr)  # raises ExpressionError, a ValueError, with the position inside `expr`
+            expression = parse(expr)  # raises ExpressionError (a ValueError) pointing into `expr`
+            for name in sorted(expression.params):
+                raise expression.error_at(
+                    f"params.{name}",
+                    f"filter_rows cannot read `params.{name}`: its expression reads columns",
+                    "write the value itself, e.g. `duration > 3`",
+                )
             return expr
 
     def needs(self, settings: Settings) -> Sequence[str]:
