@@ -464,3 +464,305 @@ def test_expression_like_text_evaluates_or_raises_expression_error(text: str) ->
     except ExpressionError:
         return
     assert mask.dtype == bool and len(mask) == len(frame)
+
+
+# -- three-valued logic (SQL's rules for nulls) ----------------------------------------------------
+
+T, F, U = True, False, None  # U: unknown
+
+# left, right -> expected, for `and`, `or`; and `not` of each value
+AND_TABLE = {(T, T): T, (T, F): F, (T, U): U, (F, T): F, (F, F): F, (F, U): F,
+             (U, T): U, (U, F): F, (U, U): U}
+OR_TABLE = {(T, T): T, (T, F): T, (T, U): T, (F, T): T, (F, F): F, (F, U): U,
+            (U, T): T, (U, F): U, (U, U): U}
+NOT_TABLE = {T: F, F: T, U: U}
+
+
+def truth_frame() -> pd.DataFrame:
+    """Every pair of truth values, one per row, as nullable booleans."""
+    pairs = list(AND_TABLE)
+    return pd.DataFrame({
+        "p": pd.array([p for p, _ in pairs], dtype="boolean"),
+        "q": pd.array([q for _, q in pairs], dtype="boolean"),
+    })
+
+
+@pytest.mark.parametrize(("op", "table"), [("and", AND_TABLE), ("or", OR_TABLE)])
+def test_and_or_truth_tables(op: str, table: dict) -> None:
+    frame = truth_frame()
+    kept = rows(f"p {op} q", frame)
+    assert kept == [i for i, pair in enumerate(table) if table[pair] is True]
+    # `not (p op q)` keeps exactly the rows where the result is false: unknown stays unknown
+    assert rows(f"not (p {op} q)", frame) == [i for i, pair in enumerate(table) if table[pair] is False]
+    for (p, q), expected in table.items():
+        assert parse(f"p {op} q").evaluate_scalar({"p": p, "q": q}) is expected
+
+
+def test_not_truth_table() -> None:
+    frame = pd.DataFrame({"p": pd.array([T, F, U], dtype="boolean")})
+    assert rows("not p", frame) == [1]
+    assert rows("not not p", frame) == [0]
+    for value, expected in NOT_TABLE.items():
+        assert parse("not p").evaluate_scalar({"p": value}) is expected
+
+
+@pytest.mark.parametrize("op", ["==", "!=", "<", "<=", ">", ">="])
+def test_a_comparison_with_null_on_either_side_is_unknown(op: str) -> None:
+    """Row 1 holds the nulls: neither the comparison nor its negation keeps it; row 0 is known."""
+    frame = pd.DataFrame({"x": [1.0, None], "y": [2.0, 2.0], "s": pd.Series(["a", None], dtype="str")})
+    for expr in (f"x {op} y", f"y {op} x", f"s {op} 'a'", f"'a' {op} s", f"x {op} 1", f"1 {op} x"):
+        kept, negated = rows(expr, frame), rows(f"not ({expr})", frame)
+        assert 1 not in kept and 1 not in negated, expr
+        assert sorted(kept + negated) == [0], expr
+    for left, right in ((None, 1), (1, None), (None, None), ("a", None)):
+        assert parse(f"a {op} b").evaluate_scalar({"a": left, "b": right}) is None
+
+
+@pytest.mark.parametrize(
+    ("expr", "expected"),
+    [
+        ("x in ['a', 'b']", None), ("x not in ['a', 'b']", None),  # null in a list: unknown
+        ("x in ['a', null]", True), ("x not in ['a', null]", False),  # a listed null matches it
+        ("x == null", True), ("x != null", False), ("isnull(x)", True), ("notnull(x)", False),
+        ("contains(x, 'a')", None), ("startswith(x, 'a')", None), ("endswith(x, 'a')", None),
+        ("between(x, 1, 2)", None), ("between(1, x, 2)", None), ("between(5, x, 2)", False),
+        ("x + 1", None), ("-x", None), ("abs(x)", None), ("lower(x)", None),
+        ("x > 1 or true", True), ("x > 1 and false", False), ("x > 1 or false", None),
+    ],
+)
+def test_null_operands_over_plain_values(expr: str, expected: object) -> None:
+    assert parse(expr).evaluate_scalar({"x": None}) is expected
+
+
+def test_not_equal_and_not_equals_agree_on_nulls(calls: pd.DataFrame) -> None:
+    """The issue's example: both forms drop the row whose intent is null."""
+    assert calls["intent"].isna().any()
+    assert rows("not (intent == 'spam')", calls) == rows("intent != 'spam'", calls) == [1, 2, 4]
+    assert rows("not (intent in ['spam'])", calls) == rows("intent not in ['spam']", calls)
+    assert rows("not contains(intent, 'o')", calls) == [0, 4]  # null intent: unknown, dropped
+    assert rows("not (duration > 3)", calls) == [0]  # null duration: unknown, dropped
+    assert rows("isnull(intent) or not (intent == 'spam')", calls) == [1, 2, 3, 4]
+
+
+def test_null_tests_work_on_every_dtype() -> None:
+    frame = pd.DataFrame({
+        "n": pd.array([1, None], dtype="Int64"),
+        "f": pd.Series([1.0, None], dtype="float64[pyarrow]"),
+        "s": pd.Series(["a", None], dtype="string[pyarrow]"),
+        "o": pd.Series(["a", None], dtype=object),
+        "b": pd.array([True, None], dtype="boolean"),
+    })
+    for column in frame.columns:
+        assert rows(f"{column} == null", frame) == [1]
+        assert rows(f"{column} != null", frame) == [0]
+        assert rows(f"not ({column} == {column})", frame) == []  # row 0 false, row 1 unknown
+        assert rows(f"{column} == {column}", frame) == [0]
+
+
+def test_a_data_condition_holds_only_when_true() -> None:
+    assert parse("rows > 10").holds({"rows": 42})
+    assert not parse("rows > 100").holds({"rows": 42})
+    assert not parse("rows > 10").holds({"rows": None})  # unknown is not true
+    assert not parse("not (rows > 10)").holds({"rows": None})
+
+
+# -- bounds: every hostile input is a clean error, fast and small ----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment", "column"),
+    [
+        ("-" * 3000 + "rows > 1", "nested too deeply", 100),
+        ("not " * 3000 + "a", "nested too deeply", 400),
+        ("(" * 500 + "a" + ")" * 500, "nested too deeply", 100),
+        ("-(" * 80 + "a" + ")" * 80, "nested too deeply", 100),
+        ("[" * 150 + "]" * 150, "nested too deeply", 100),
+        (" + ".join(["a"] * 1200), "more than 1000 operators", None),
+        ("a" + ".b" * 5000, "more than 1000 operators", None),
+        ("a" + "**-a" * 3000, "more than 1000 operators", None),
+        ("a if b else " * 2000 + "a", "more than 1000 operators", None),
+        ("a > " + "9" * 5000, "number is too long", 4),
+        ("a > 1e999", "too large for a float", 4),
+        ("a > 99999999999999999999", "integers go up to", 4),
+        ("a > -9223372036854775808", "integers go up to", 5),
+    ],
+)
+def test_bounds_are_clean_errors_with_a_column(text: str, fragment: str, column: int | None) -> None:
+    with pytest.raises(ExpressionError) as caught:
+        parse(text)
+    assert fragment in caught.value.message
+    if column is not None:
+        assert caught.value.offset == column
+
+
+def test_the_largest_allowed_values_still_parse() -> None:
+    assert parse(f"a < {2**63 - 1}").evaluate_scalar({"a": 1}) is True
+    assert parse("-" * 99 + "1 < a").names == {"a"}
+    assert parse("a in [" + ", ".join(str(i) for i in range(5000)) + "]").evaluate_scalar({"a": 7})
+
+
+def test_hostile_input_is_bounded_in_time_and_memory() -> None:
+    """Every bound, run in a fresh process: under 1 s and 200 MiB all together."""
+    code = r'''
+import resource, sys, time
+from skitflow.expressions import ExpressionError, parse
+texts = ["-" * 3000 + "rows > 1", "(" * 500 + "a" + ")" * 500, "not " * 20000, "a" + "**a" * 30000,
+         "+".join(["a"] * 30000), "a" + ".b" * 30000, "f" + "()" * 30000, "9" * 99000,
+         "a if b else " * 9000, "lambda:" * 14000, "-(" * 30000, "'" + "x" * 99000 + "'" + " + a" * 200]
+started = time.perf_counter()
+for text in texts:
+    try:
+        parse(text)
+    except ExpressionError:
+        pass
+    else:
+        print("parsed", text[:20]); sys.exit(1)
+print(time.perf_counter() - started, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+'''
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    seconds, mebibytes = map(float, out.stdout.split())
+    assert seconds < 1.0
+    assert mebibytes < 200
+
+
+def test_error_columns_in_messages() -> None:
+    with pytest.raises(ExpressionError) as caught:
+        parse("rows > 1 and b.c")
+    assert str(caught.value) == "attribute access (`.name`) is not allowed (column 14 of the expression)"
+    with pytest.raises(ExpressionError) as caught:
+        parse("lowr(a)")
+    assert str(caught.value) == "unknown function `lowr`"  # at column 1: nothing to add
+
+
+# -- parameters and `when:` -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("params.holdout", ("holdout", "==", True)),
+        ("not params.holdout", ("holdout", "==", False)),
+        ("params.holdout == true", ("holdout", "==", True)),
+        ("params.size >= -3", ("size", ">=", -3)),
+        ("params.mode != 'fast'", ("mode", "!=", "fast")),
+        ("params.mode == null", None),
+        ("params.a == params.b", None),
+        ("params.a > 1 and rows > 2", None),
+        ("rows > 2", None),
+    ],
+)
+def test_parameter_tests(text: str, expected: object) -> None:
+    assert parse(text).parameter_test() == expected
+
+
+def test_parameters_are_read_from_params_only() -> None:
+    expression = parse("params.limit < rows")
+    assert expression.params == {"limit"} and expression.names == {"rows"}
+    assert expression.evaluate_scalar({"rows": 5, "params": {"limit": 3}}) is True
+    with pytest.raises(ExpressionError, match="unknown parameter `limt`") as caught:
+        parse("params.limt < rows").evaluate_scalar({"rows": 5, "params": {"limit": 3}})
+    assert caught.value.hint == "did you mean `limit`?"
+    with pytest.raises(ExpressionError, match="cannot be read here"):
+        parse("params.limit > 1").evaluate_frame(pd.DataFrame({"x": [1]}))
+    with pytest.raises(ExpressionError, match="attribute access"):
+        parse("params.__class__")
+    with pytest.raises(ExpressionError, match="attribute access"):
+        parse("other.name")
+
+
+WHEN_RECIPE = """apiVersion: skitflow/v1
+name: w
+parameters:
+  holdout: {{type: bool, default: true}}
+source:
+  csv: {{path: data.csv}}
+split:
+  train_test: {{test_size: 0.2}}
+  when: {when}
+"""
+
+
+def when_problems(when: str) -> list[str]:
+    from skitflow.errors import SkitflowError as Error
+    from skitflow.plan.planner import build_plan
+    from skitflow.recipe.loader import load_recipe_text
+    from skitflow.steps.registry import default_registry
+
+    try:
+        build_plan(load_recipe_text(WHEN_RECIPE.format(when=when), "r.yaml"), default_registry())
+    except Error as error:
+        return [f"{p.location.line}:{p.location.column}:{p.width} {p.message} | {p.hint}"
+                for p in error.problems if p.location]
+    return []
+
+
+@pytest.mark.parametrize(
+    ("when", "expected"),
+    [
+        ('"rows >> 1"', "9:10:9 invalid `when`: `>>` is not supported"),
+        ("rows > 1 and colums", "9:22:6 invalid `when`: unknown name `colums`: data conditions"),
+        ("\"'x' not in columns or params.holdot\"", "9:32:13 invalid `when`: unknown parameter `holdot`"),
+        ("params.holdout and rows > 1", "9:9:27 invalid `when`: a condition on a parameter must be"),
+        ('"rows > (1"', "9:17:1 invalid `when`: invalid expression"),
+        ('"' + "-" * 3000 + 'rows > 1"', "9:110:1 invalid `when`: the expression is nested too deeply"),
+        ('"' + "(" * 500 + 'rows" ', "9:110:1 invalid `when`: the expression is nested too deeply"),
+        # escapes: the characters no longer line up with the file, so the message names the column
+        ('"rows \\x3e 1 and b.c"', "9:9:21 invalid `when`: attribute access (`.name`) is not allowed"
+         " (column 14 of the expression)"),
+        ("|\n    rows > 1\n    and b.c", "9:9:1 invalid `when`: attribute access (`.name`) is not allowed"
+         " (column 14 of the expression)"),
+    ],
+)
+def test_when_errors_point_into_the_expression(when: str, expected: str) -> None:
+    problems = when_problems(when)
+    assert any(p.startswith(expected) for p in problems), problems
+
+
+def test_when_accepts_what_the_runtime_evaluates() -> None:
+    assert when_problems("\"'split' not in columns and rows > 1000\"") == []
+    assert when_problems("params.holdout == true") == []
+    assert when_problems("not (rows > 10)") == []
+
+
+def test_the_cli_refuses_a_hostile_when_cleanly(tmp_path) -> None:
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(WHEN_RECIPE.format(when='"' + "-" * 3000 + 'rows > 1"'))
+    out = subprocess.run([sys.executable, "-m", "skitflow", "validate", str(recipe)],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2, out.stderr
+    assert "nested too deeply" in out.stderr and "r.yaml:9:110" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_one_parser_and_one_operator_table() -> None:
+    """Only skitflow/expressions.py parses expression text or maps comparison operators."""
+    import ast as python_ast
+    from pathlib import Path
+
+    import skitflow
+
+    root = Path(skitflow.__file__).parent
+    offenders = []
+    for path in sorted(root.rglob("*.py")):
+        if path.name == "expressions.py" and path.parent == root:
+            continue
+        tree = python_ast.parse(path.read_text())
+        for node in python_ast.walk(tree):
+            if isinstance(node, python_ast.Attribute) and isinstance(node.value, python_ast.Name) \
+                    and node.value.id == "ast" and node.attr in ("parse", "Eq", "Compare", "NotEq", "Gt"):
+                offenders.append(f"{path.relative_to(root)}:{node.lineno} ast.{node.attr}")
+            if isinstance(node, python_ast.Dict) and {"==", "!=", "<", ">="} <= {
+                    k.value for k in node.keys if isinstance(k, python_ast.Constant)}:
+                offenders.append(f"{path.relative_to(root)}:{node.lineno} an operator table")
+    assert offenders == []
+
+
+def test_plan_compiler_and_runtime_use_the_shared_table() -> None:
+    from skitflow import expressions
+    from skitflow.compile import build
+    from skitflow.plan import planner
+
+    assert build.COMPARISONS is expressions.COMPARISONS
+    assert planner.parse is expressions.parse
+    assert planner.parse_when("rows > 1", ()) == ("data", "rows > 1")
+    assert planner.parse_when("params.a <= 2", ("a",)) == ("param", "a", "<=", 2)
