@@ -34,12 +34,10 @@ from __future__ import annotations
 
 import ast
 import functools
-import io
 import math
 import numbers
 import operator
 import re
-import tokenize
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -410,13 +408,13 @@ def _check_size(source: str, shift: int) -> None:
     operand_expected = True
     for kind, text, column in _tokens(source):
         column += shift
-        if kind == tokenize.NUMBER and len(text) > MAX_NUMBER_LENGTH:
+        if kind == "number" and len(text) > MAX_NUMBER_LENGTH:
             raise ExpressionError(
                 f"the number is too long: at most {MAX_NUMBER_LENGTH} characters",
                 column,
                 width=len(text),
             )
-        if kind != tokenize.OP and not (kind == tokenize.NAME and text in _WORD_OPERATORS):
+        if kind != "op" and not (kind == "name" and text in _WORD_OPERATORS):
             operand_expected, prefix_run = False, 0  # a name, number or string: an operand
             continue
         if text in _CLOSING:
@@ -446,18 +444,30 @@ def _check_size(source: str, shift: int) -> None:
         operand_expected = True
 
 
-def _tokens(source: str) -> Iterator[tuple[int, str, int]]:
-    """(type, text, column) of each significant token; stops quietly where Python's tokenizer
-    gives up, since ast.parse then reports that error with its own position."""
-    tokens = tokenize.generate_tokens(io.StringIO(source).readline)
-    skipped = (tokenize.NEWLINE, tokenize.NL, tokenize.ENDMARKER, tokenize.COMMENT)
-    while True:
-        try:
-            token = next(tokens)
-        except (StopIteration, tokenize.TokenError, SyntaxError, ValueError):
-            return
-        if token.type not in skipped:
-            yield token.type, token.string, token.start[1]
+_TOKEN = re.compile(
+    r"""(?P<space>\s+)
+    |(?P<string>[A-Za-z]{0,2}(?:'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"))
+    |(?P<number>0[xXoObB][0-9a-fA-F_]+|(?:\d[\d_]*(?:\.[\d_]*)?|\.\d[\d_]*)(?:[eE][+-]?\d[\d_]*)?[jJ]?)
+    |(?P<name>[^\W\d]\w*)
+    |(?P<op>\*\*|//|<<|>>|<=|>=|==|!=|:=|\.\.\.|[-+*/%@&|^~<>()\[\]{},:.;=!])""",
+    re.VERBOSE,
+)
+
+
+def _tokens(source: str) -> Iterator[tuple[str, str, int]]:
+    """(kind, text, column) of each token: number, name, string, op, or `other` for a character
+    Python would refuse anyway (ast.parse then reports it). Linear time: each pattern is anchored
+    and has no nested repetition, unlike :mod:`tokenize` on a very long number."""
+    position, end = 0, len(source)
+    while position < end:
+        match = _TOKEN.match(source, position)
+        if match is None:
+            yield "other", source[position], position
+            position += 1
+            continue
+        if match.lastgroup != "space":
+            yield match.lastgroup or "other", match.group(), position
+        position = match.end()
 
 
 def _syntax_hint(text: str) -> str | None:

@@ -617,7 +617,13 @@ for text in texts:
         pass
     else:
         print("parsed", text[:20]); sys.exit(1)
-print(time.perf_counter() - started, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+seconds = time.perf_counter() - started
+try:  # this process's own peak (ru_maxrss would include the forked parent's memory)
+    status = open("/proc/self/status").read()
+    peak = int(status.split("VmHWM:")[1].split()[0]) / 1024
+except (OSError, IndexError):
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(seconds, peak)
 '''
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     seconds, mebibytes = map(float, out.stdout.split())
