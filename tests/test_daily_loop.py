@@ -146,3 +146,76 @@ def test_init_makes_a_project_that_validates_and_runs_at_once(tmp_path) -> None:
     assert ran.returncode == 0, ran.stdout + ran.stderr
     assert "gate passed" in ran.stdout
     assert (project / "published" / "call-outcomes" / "model.json").is_file()
+
+
+def _fake_run(base: Path, name: str, **summary) -> Path:
+    folder = base / name
+    folder.mkdir(parents=True)
+    (folder / "summary.json").write_text(json.dumps({"recipe": "r", "succeeded": True, **summary}))
+    return folder
+
+
+def test_runs_lists_newest_first_and_skips_unreadable_folders(cli, tmp_path) -> None:
+    _fake_run(tmp_path, "r-1", started="2026-01-01T10:00:00Z", seconds=3.0,
+              metrics={"f1_macro": 0.8, "log_loss": 0.3}, gate={"passed": False})
+    _fake_run(tmp_path, "r-2", started="2026-01-02T10:00:00Z", succeeded=False)
+    (tmp_path / "r-3").mkdir()  # killed before it wrote a summary
+    result = cli("runs", "--runs-dir", tmp_path, "--json")
+    assert result.exit_code == 0, result.output
+    listed = json.loads(result.stdout)
+    assert [r["id"] for r in listed] == ["r-2", "r-1"]
+    assert listed[0]["status"] == "failed"
+    assert listed[1] == {"id": "r-1", "recipe": "r", "started": "2026-01-01T10:00:00Z",
+                         "status": "succeeded", "seconds": 3.0, "metrics": {"f1_macro": 0.8},
+                         "gate": "failed"}
+
+
+def test_runs_show_and_compare_name_unknown_or_ambiguous_runs(cli, tmp_path) -> None:
+    _fake_run(tmp_path, "tickets-1")
+    _fake_run(tmp_path, "tickets-2")
+    ambiguous = cli("runs", "show", "tickets", "--runs-dir", tmp_path)
+    assert ambiguous.exit_code == 2 and "matches 2 runs" in ambiguous.stderr
+    unknown = cli("runs", "compare", "tickets-1", "tickets-9", "--runs-dir", tmp_path)
+    assert unknown.exit_code == 2 and "no run `tickets-9`" in unknown.stderr
+    assert "did you mean" in unknown.stderr
+    one = cli("runs", "compare", "tickets-1", "--runs-dir", tmp_path)
+    assert one.exit_code == 2 and "at least two runs" in one.stderr
+
+
+def test_compare_reports_parameters_hashes_sources_and_metric_deltas(cli, tmp_path) -> None:
+    _fake_run(tmp_path, "a", parameters={"test_size": 0.2, "grid": {"depth": 4}}, recipe_hash="h1",
+              sources={"csv": {"rows": 100, "sha256": "aa"}}, metrics={"f1_macro": 0.80})
+    _fake_run(tmp_path, "b", parameters={"test_size": 0.3, "grid": {"depth": 4}}, recipe_hash="h1",
+              sources={"csv": {"rows": 120, "sha256": "bb"}}, metrics={"f1_macro": 0.85})
+    result = cli("runs", "compare", "a", "b", "--runs-dir", tmp_path, "--json")
+    assert result.exit_code == 0, result.output
+    rows = {row["field"]: row for row in json.loads(result.stdout)["rows"]}
+    assert rows["params.test_size"]["values"] == [0.2, 0.3] and rows["params.test_size"]["differs"]
+    assert not rows["params.grid.depth"]["differs"] and not rows["recipe_hash"]["differs"]
+    assert rows["source.csv.rows"]["values"] == [100, 120]
+    assert rows["source.csv.sha256"]["differs"]
+    assert rows["metric.f1_macro"]["deltas"][1] == pytest.approx(0.05)
+    table = cli("runs", "compare", "a", "b", "--runs-dir", tmp_path)
+    assert "params.test_size" in table.stdout and "+0.0500" in table.stdout
+    assert "params.grid.depth" not in table.stdout  # equal rows only with --all
+
+
+@pytest.mark.slow
+def test_two_real_runs_record_their_parameters_and_compare(tmp_path) -> None:
+    env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "PYTHONPATH": str(REPO)}
+
+    def skitflow(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "skitflow", *args], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=300, env=env)
+
+    assert skitflow("init", "--name", "calls").returncode == 0
+    for size in ("0.2", "0.3"):
+        done = skitflow("run", "recipe.yaml", "-p", f"test_size={size}")
+        assert done.returncode == 0, done.stdout + done.stderr
+    listed = json.loads(skitflow("runs", "--json").stdout)
+    assert len(listed) == 2 and {r["recipe"] for r in listed} == {"calls"}
+    compared = json.loads(skitflow("runs", "compare", listed[1]["id"], listed[0]["id"], "--json").stdout)
+    rows = {row["field"]: row for row in compared["rows"]}
+    assert rows["params.test_size"]["values"] == [0.2, 0.3]
+    assert rows["params.min_f1"]["values"] == [0.6, 0.6]
+    assert rows["recipe_hash"]["values"][0] and not rows["recipe_hash"]["differs"]
