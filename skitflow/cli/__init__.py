@@ -38,7 +38,7 @@ app = typer.Typer(
 
 def _register() -> None:
     from skitflow.cli import compile as compile_cmd
-    from skitflow.cli import graph, init, params, run, runs, schema, steps, submit, validate
+    from skitflow.cli import docs, graph, init, params, run, runs, schema, steps, submit, validate
 
     app.command("validate")(validate.validate)
     app.command("compile")(compile_cmd.compile_command)
@@ -49,6 +49,7 @@ def _register() -> None:
     app.command("graph")(graph.graph)
     app.command("params")(params.params)
     app.command("init")(init.init)
+    app.command("docs")(docs.docs)
     app.add_typer(steps.app, name="steps")
     app.add_typer(runs.app, name="runs")
 
