@@ -219,3 +219,42 @@ def test_two_real_runs_record_their_parameters_and_compare(tmp_path) -> None:
     assert rows["params.test_size"]["values"] == [0.2, 0.3]
     assert rows["params.min_f1"]["values"] == [0.6, 0.6]
     assert rows["recipe_hash"]["values"][0] and not rows["recipe_hash"]["differs"]
+
+
+def _commands():
+    import typer
+
+    from skitflow.cli import app
+
+    root = typer.main.get_command(app)
+
+    def walk(command, path):
+        subcommands = getattr(command, "commands", None)
+        if subcommands:
+            for name, sub in sorted(subcommands.items()):
+                yield from walk(sub, [*path, name])
+        if path:
+            yield path
+
+    return list(walk(root, []))
+
+
+@pytest.mark.parametrize("path", _commands(), ids=lambda p: " ".join(p))
+def test_every_command_help_shows_real_examples_and_defaults(cli, repo_root, path) -> None:
+    result = cli(*path, "--help")
+    assert result.exit_code == 0, result.output
+    assert "Examples:" in result.stdout
+    examples = [line.strip() for line in result.stdout.split("Examples:")[1].splitlines()
+                if line.strip().startswith("skitflow ")]
+    assert examples, result.stdout
+    assert all(line.split()[1] == path[0] for line in examples), examples
+    import typer
+
+    from skitflow.cli import app
+
+    command = typer.main.get_command(app)
+    for name in path:
+        command = command.commands[name]
+    shown = [p for p in command.params if getattr(p, "show_default", False) is not False
+             and p.default not in (None, False, (), []) and not p.hidden]
+    assert result.stdout.count("[default:") >= len(shown), result.stdout

@@ -17,8 +17,8 @@ def docs(
 
     Examples:
 
+    \b
       skitflow docs recipes -o site && xdg-open site/index.html
-
       skitflow docs . -o public/pipelines --runs-dir runs
     """
     from skitflow.cli.common import print_warnings

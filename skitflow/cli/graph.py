@@ -26,8 +26,8 @@ def graph(
 
     Examples:
 
+    \b
       skitflow graph examples/tickets.yaml                  # Mermaid text on stdout
-
       skitflow graph examples/tickets.yaml -f svg -o dag.svg
     """
     from skitflow.compile.emit import write_atomically

@@ -18,8 +18,8 @@ def init(
 
     Examples:
 
+    \b
       skitflow init my-project && cd my-project && skitflow run recipe.yaml
-
       skitflow init . --name churn-model
     """
     from skitflow.cli.scaffold import project_files

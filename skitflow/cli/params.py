@@ -16,8 +16,8 @@ def params(
 
     Examples:
 
+    \b
       skitflow params examples/tickets.yaml
-
       skitflow params examples/tickets.yaml --json | jq .test_size.default
     """
     from skitflow.cli.common import stdout

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-app = typer.Typer(help="Local runs: list them, show one, compare several.", no_args_is_help=False,
+app = typer.Typer(no_args_is_help=False, rich_markup_mode=None,
                   invoke_without_command=True)
 _BASE = typer.Option(Path("runs"), "--runs-dir", help="Where `skitflow run` put its runs.")
 _JSON = typer.Option(False, "--json", help="Print JSON for scripts.")
@@ -29,8 +29,8 @@ def runs(
 
     Examples:
 
+    \b
       skitflow runs
-
       skitflow runs --recipe tickets-classifier --json
     """
     if ctx.invoked_subcommand is not None:
@@ -71,8 +71,9 @@ def show(run: str = typer.Argument(..., help="Run folder name (or a unique prefi
          base: Path = _BASE, as_json: bool = _JSON) -> None:
     """Show one run: its summary, parameters, tasks and metrics.
 
-    Example:
+    Examples:
 
+    \b
       skitflow runs show tickets-classifier-20261201-101500
     """
     from skitflow.run.history import find_run
@@ -116,8 +117,9 @@ def compare(runs: list[str] = typer.Argument(..., help="Two or more runs (names,
     """Put runs side by side: parameters, recipe hash, source rows and hashes, metrics and deltas,
     gate verdicts.
 
-    Example:
+    Examples:
 
+    \b
       skitflow runs compare tickets-classifier-20261201-101500 tickets-classifier-20261201-113000
     """
     from skitflow.errors import SkitflowError

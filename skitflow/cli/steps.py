@@ -7,13 +7,20 @@ import typer
 from skitflow.cli.common import stdout
 from skitflow.errors import SkitflowError
 
-app = typer.Typer(help="List registered steps, or show one.", invoke_without_command=True,
+app = typer.Typer(invoke_without_command=True,
                   no_args_is_help=False, rich_markup_mode=None)
 
 
 @app.callback()
 def list_steps(ctx: typer.Context) -> None:
-    """List every registered step: name, kind, package and summary."""
+    """List every registered step: name, kind, package and summary.
+
+    Examples:
+
+    \b
+      skitflow steps
+      skitflow steps show dropna
+    """
     if ctx.invoked_subcommand is not None:
         return
     from rich.table import Table
@@ -28,7 +35,14 @@ def list_steps(ctx: typer.Context) -> None:
 
 @app.command("show")
 def show(name: str = typer.Argument(..., help="Step name, as used in recipes.")) -> None:
-    """Show a step's settings, its column contract and an example."""
+    """Show a step's settings, its column contract and an example.
+
+    Examples:
+
+    \b
+      skitflow steps show dropna
+      skitflow steps show s3
+    """
 
     from skitflow.steps.registry import default_registry
 
