@@ -93,4 +93,19 @@ else
   log "Label Studio installed in $(took "$t")"
 fi
 
+# ---------------------------------------------------------------- Graphviz, Chromium (Debian)
+# `skitflow graph --format svg` and `skitflow docs` draw with Graphviz; the docs site is tested
+# in a real headless Chromium through its Debian chromedriver (no browser download).
+t="$(now)"
+if command -v dot >/dev/null 2>&1 && [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then
+  log "Graphviz and Chromium already installed ($(took "$t"))"
+else
+  SUDO=""
+  if [ "$(id -u)" -ne 0 ]; then SUDO="sudo -E"; fi
+  log "installing graphviz, chromium, chromium-driver (Debian) ..."
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends graphviz chromium chromium-driver >/dev/null
+  log "Graphviz and Chromium installed in $(took "$t")"
+fi
+
 log "all services installed; total $(took "$TOTAL_START")"

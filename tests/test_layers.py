@@ -18,7 +18,7 @@ PACKAGE = Path(skitflow.__file__).parent
 LAYERS: dict[str, int] = {
     "cli": 0, "__main__": 0,
     "api": 1, "__init__": 1,
-    "run": 2, "submit": 2,
+    "run": 2, "submit": 2, "docs": 2,
     "compile": 3,
     "plan": 4,
     "recipe": 5,

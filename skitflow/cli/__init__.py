@@ -38,7 +38,7 @@ app = typer.Typer(
 
 def _register() -> None:
     from skitflow.cli import compile as compile_cmd
-    from skitflow.cli import run, schema, steps, submit, validate
+    from skitflow.cli import docs, graph, init, params, run, runs, schema, steps, submit, validate
 
     app.command("validate")(validate.validate)
     app.command("compile")(compile_cmd.compile_command)
@@ -46,7 +46,12 @@ def _register() -> None:
     app.command("submit")(submit.submit)
     app.command("schedules")(submit.schedules)
     app.command("schema")(schema.schema)
+    app.command("graph")(graph.graph)
+    app.command("params")(params.params)
+    app.command("init")(init.init)
+    app.command("docs")(docs.docs)
     app.add_typer(steps.app, name="steps")
+    app.add_typer(runs.app, name="runs")
 
 
 @app.callback()

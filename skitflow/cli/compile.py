@@ -34,7 +34,14 @@ def compile_command(
         help="Package file (for one recipe) or folder (for a folder). Default: build/NAME.yaml.",
     ),
 ) -> None:
-    """Compile recipes into Kubeflow Pipelines v2 packages (IR YAML)."""
+    """Compile recipes into Kubeflow Pipelines v2 packages (IR YAML).
+
+    Examples:
+
+    \b
+      skitflow compile examples/tickets.yaml -o tickets.package.yaml
+      skitflow compile recipes/ -o build/     # one package per recipe
+    """
     from skitflow.api import compile_recipe
     from skitflow.compile.emit import write_atomically
 

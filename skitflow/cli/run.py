@@ -25,7 +25,14 @@ def run(
     cache: bool = typer.Option(True, "--cache/--no-cache", help="Reuse results of unchanged finished tasks."),
     cache_dir: Path = typer.Option(Path("runs/.cache"), "--cache-dir", help="Where finished tasks are cached."),
 ) -> None:
-    """Run a recipe end to end on this machine (no cluster, no Docker)."""
+    """Run a recipe end to end on this machine (no cluster, no Docker).
+
+    Examples:
+
+    \b
+      skitflow run examples/tickets.yaml
+      skitflow run examples/tickets.yaml -p test_size=0.3 --no-cache
+    """
     from skitflow.api import compile_recipe
     from skitflow.recipe.loader import load_recipe_file
     from skitflow.recipe.parameters import parse_assignments, read_params_file, resolve_parameters

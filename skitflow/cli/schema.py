@@ -10,7 +10,14 @@ import typer
 def schema(
     output: Path | None = typer.Option(None, "-o", "--output", help="Write to this file instead."),
 ) -> None:
-    """Print the JSON Schema of recipes, including every registered step's settings."""
+    """Print the JSON Schema of recipes, including every registered step's settings.
+
+    Examples:
+
+    \b
+      skitflow schema -o schemas/recipe.schema.json
+      skitflow schema | jq '.properties | keys'
+    """
     from skitflow.recipe.schema import schema_text
     from skitflow.steps.registry import default_registry
 

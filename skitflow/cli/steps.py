@@ -7,13 +7,20 @@ import typer
 from skitflow.cli.common import stdout
 from skitflow.errors import SkitflowError
 
-app = typer.Typer(help="List registered steps, or show one.", invoke_without_command=True,
+app = typer.Typer(invoke_without_command=True,
                   no_args_is_help=False, rich_markup_mode=None)
 
 
 @app.callback()
 def list_steps(ctx: typer.Context) -> None:
-    """List every registered step: name, kind, package and summary."""
+    """List every registered step: name, kind, package and summary.
+
+    Examples:
+
+    \b
+      skitflow steps
+      skitflow steps show dropna
+    """
     if ctx.invoked_subcommand is not None:
         return
     from rich.table import Table
@@ -28,7 +35,14 @@ def list_steps(ctx: typer.Context) -> None:
 
 @app.command("show")
 def show(name: str = typer.Argument(..., help="Step name, as used in recipes.")) -> None:
-    """Show a step's settings, its column contract and an example."""
+    """Show a step's settings, its column contract and an example.
+
+    Examples:
+
+    \b
+      skitflow steps show dropna
+      skitflow steps show s3
+    """
 
     from skitflow.steps.registry import default_registry
 
@@ -51,11 +65,11 @@ def _show(entry) -> None:
     out = stdout()
     out.print(f"{step.name} ({step.kind.value}, from {entry.package})", markup=False)
     out.print((step.__doc__ or "").strip(), markup=False)
+    from skitflow.steps.describe import setting_rows
+
     table = Table("setting", "type", "default", "description", box=None, pad_edge=False)
-    for field_name, info in step.Settings.model_fields.items():
-        default = "required" if info.is_required() else repr(info.get_default(call_default_factory=True))
-        type_name = _type_name(info.annotation)
-        table.add_row(field_name, type_name, default, info.description or "")
+    for row in setting_rows(step):
+        table.add_row(row.name, row.type, row.default, row.description)
     out.print()
     out.print(table)
     example = dict(step.example)
@@ -76,24 +90,3 @@ def _show(entry) -> None:
     slot = {"source": "source", "transform": "steps", "sink": "sinks"}.get(step.kind.value, step.kind.value)
     snippet = {slot: [{name: example}]} if slot in ("steps", "sinks") else {slot: {name: example}}
     out.print(yaml.safe_dump(snippet, sort_keys=False).rstrip(), markup=False)
-
-
-def _type_name(annotation) -> str:
-    """`list[str] | None`, `'any' | 'all'`: types as a user reads them, not typing's repr."""
-    import types
-    import typing
-
-    origin = typing.get_origin(annotation)
-    args = typing.get_args(annotation)
-    if origin is typing.Literal:
-        return " | ".join(repr(a) for a in args)
-    if origin in (typing.Union, types.UnionType):
-        return " | ".join(_type_name(a) for a in args)
-    if origin is typing.Annotated:
-        return _type_name(args[0])
-    if origin is not None:
-        inner = ", ".join(_type_name(a) for a in args)
-        return f"{getattr(origin, '__name__', str(origin))}[{inner}]" if inner else origin.__name__
-    if annotation is type(None):
-        return "None"
-    return getattr(annotation, "__name__", str(annotation).replace("typing.", ""))

@@ -49,7 +49,14 @@ def submit(
     cookie: str | None = _COOKIE,
     ca_cert: Path | None = _CA_CERT,
 ) -> None:
-    """Compile a recipe, upload it as a content-named version and start it on Kubeflow."""
+    """Compile a recipe, upload it as a content-named version and start it on Kubeflow.
+
+    Examples:
+
+    \b
+      skitflow submit recipes/seed-workflow.yaml --host https://kubeflow.example --wait
+      skitflow submit recipes/seed-workflow.yaml -p test_size=0.3 --experiment nightly
+    """
     from skitflow.submit import reconcile as api
 
     _check_flags(wait=wait, timeout=timeout, no_run=no_run, schedule=schedule, unschedule=unschedule)
@@ -113,7 +120,14 @@ def schedules(
     cookie: str | None = _COOKIE,
     ca_cert: Path | None = _CA_CERT,
 ) -> None:
-    """List the recurring runs created by `skitflow submit`."""
+    """List the recurring runs created by `skitflow submit`.
+
+    Examples:
+
+    \b
+      skitflow schedules --host https://kubeflow.example
+      skitflow schedules --experiment nightly
+    """
     from rich import box
     from rich.table import Column, Table
 

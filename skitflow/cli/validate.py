@@ -13,7 +13,14 @@ from skitflow.errors import SkitflowError
 def validate(
     recipes: list[Path] = typer.Argument(..., help="Recipe files or folders of recipes."),
 ) -> None:
-    """Check recipes (syntax, settings, steps, columns) without compiling them."""
+    """Check recipes (syntax, settings, steps, columns) without compiling them.
+
+    Examples:
+
+    \b
+      skitflow validate examples/tickets.yaml
+      skitflow validate recipes/          # every recipe in the folder
+    """
     from skitflow.cli.compile import find_recipes
     from skitflow.plan.planner import build_plan
     from skitflow.recipe.loader import load_recipe_file

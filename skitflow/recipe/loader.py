@@ -7,6 +7,7 @@ and hands over. All problems found are reported together, each with file:line:co
 from __future__ import annotations
 
 import os
+import re
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -47,6 +48,19 @@ class LoadedRecipe:
     @property
     def file(self) -> str:
         return self.source_map.file
+
+
+def is_recipe_file(path: str | os.PathLike[str]) -> bool:
+    """Whether a YAML file beside the recipes is one (not a compiled package or other config).
+
+    A recipe says `apiVersion: skitflow/...` at the top level; reading the head is enough.
+    """
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            head = handle.read(65536)
+    except OSError:
+        return True  # let loading report why it cannot be read
+    return re.search(r"^apiVersion:\s*['\"]?skitflow/", head, re.MULTILINE) is not None
 
 
 def load_recipe_file(

@@ -57,6 +57,9 @@ class RunResult:
     failure: dict[str, Any] | None = None
     metrics: dict[str, float] = field(default_factory=dict)
     gate: dict[str, Any] | None = None
+    parameters: dict[str, Any] = field(default_factory=dict)  # every value the run used
+    recipe_hash: str = ""
+    started: str = ""  # ISO 8601, UTC
 
     @property
     def succeeded(self) -> bool:
@@ -188,6 +191,7 @@ def run_package(
         init.update(enable_caching=True,
                     cache_root=str((cache_dir / source_fingerprint(package)).resolve()))
     started = time.monotonic()
+    started_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     root = logging.getLogger()
     handler = _LogHandler(tracker.line)
     previous_level = root.level
@@ -207,7 +211,9 @@ def run_package(
             root.removeHandler(handler)
             root.setLevel(previous_level)
     result = RunResult(package.name, out_dir, _run_dir(out_dir, package.name), tracker.tasks,
-                       time.monotonic() - started, tracker.failure)
+                       time.monotonic() - started, tracker.failure,
+                       parameters=_used_parameters(package, arguments),
+                       recipe_hash=package.plan.recipe_hash, started=started_at)
     _collect_outputs(result)
     write_atomically(out_dir / "summary.json", json.dumps(summary_dict(result), indent=2, sort_keys=True))
     return result
@@ -245,9 +251,18 @@ def _collect_outputs(result: RunResult) -> None:
             state.status = "skipped" if result.succeeded else "not run"
 
 
+def _used_parameters(package: Package, arguments: Mapping[str, Any]) -> dict[str, Any]:
+    """Every declared parameter with the value this run used: given, or its default."""
+    declared = package.plan.parameters
+    return {name: arguments.get(name, parameter.default) for name, parameter in declared.items()}
+
+
 def summary_dict(result: RunResult) -> dict[str, Any]:
     return {
         "recipe": result.recipe,
+        "started": result.started,
+        "parameters": result.parameters,
+        "recipe_hash": result.recipe_hash,
         "succeeded": result.succeeded,
         "seconds": round(result.seconds, 3),
         "run_dir": str(result.run_dir) if result.run_dir else None,
