@@ -82,3 +82,24 @@ def test_two_steps_with_one_name_is_an_error_naming_both_packages(tmp_path: Path
     assert "two transform steps are named `dropna`" in result.stderr
     assert "`skitflow`" in result.stderr and "`skitflow-clash-plugin`" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_compiled_plugin_step_names_its_package_not_its_module(demo_plugin, tmp_path: Path) -> None:
+    (tmp_path / "recipe.yaml").write_text(RECIPE)
+    result = skitflow("compile", "recipe.yaml", "-o", "package.yaml", env=demo_plugin, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    text = (tmp_path / "package.yaml").read_text()
+    assert '"kind":"transform"' in text and '"package":"skitflow-demo-plugin"' in text
+    assert "skitflow_demo_plugin" not in text and "impl" not in text
+
+
+def test_the_task_runtime_names_the_package_of_a_step_that_is_not_installed() -> None:
+    from skitflow.run.runtime import _load_step
+
+    with pytest.raises(LookupError, match="transform step `title_case` is not installed where this task "
+                                          "runs; install package `skitflow-demo-plugin`"):
+        _load_step({"kind": "transform", "step": "title_case", "package": "skitflow-demo-plugin"})
+    with pytest.raises(LookupError, match="comes from package `skitflow` where this task runs, but the "
+                                          "pipeline was compiled with it from `other-steps`"):
+        _load_step({"kind": "transform", "step": "dropna", "package": "other-steps"})
+    assert _load_step({"kind": "transform", "step": "dropna", "package": "skitflow"}).name == "dropna"
