@@ -103,3 +103,67 @@ def test_the_task_runtime_names_the_package_of_a_step_that_is_not_installed() ->
                                           "pipeline was compiled with it from `other-steps`"):
         _load_step({"kind": "transform", "step": "dropna", "package": "other-steps"})
     assert _load_step({"kind": "transform", "step": "dropna", "package": "skitflow"}).name == "dropna"
+
+
+LENGTH_RECIPE = """\
+apiVersion: skitflow/v1
+name: plugin-columns
+source:
+  csv: {path: data.csv, columns: [id, subject]}
+steps:
+  - text_length: {column: subject, into: n_chars}
+  - filter_rows: {expr: "n_chars > 12"}
+  - dropna: {columns: [n_chars]}
+sinks:
+  - file: {path: out.csv, format: csv}
+"""
+
+
+def test_a_column_a_plugin_step_produces_is_known_to_later_steps(demo_plugin, tmp_path: Path) -> None:
+    (tmp_path / "data.csv").write_text("id,subject\n1,refund please\n2,login\n")
+    (tmp_path / "recipe.yaml").write_text(LENGTH_RECIPE)
+    result = skitflow("run", "recipe.yaml", "--out", "run", "--no-cache", env=demo_plugin, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (tmp_path / "out.csv").read_text().splitlines() == ["id,subject,n_chars", "1,refund please,13"]
+
+
+def test_a_later_step_that_needs_a_column_the_plugin_did_not_produce_is_an_error(
+        demo_plugin, tmp_path: Path) -> None:
+    (tmp_path / "recipe.yaml").write_text(LENGTH_RECIPE.replace("dropna: {columns: [n_chars]}",
+                                                                "dropna: {columns: [n_char]}"))
+    result = skitflow("validate", "recipe.yaml", env=demo_plugin, cwd=tmp_path)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "`dropna` needs column `n_char`, which does not exist here" in result.stderr
+    assert "did you mean `n_chars`?" in result.stderr
+    default_name = LENGTH_RECIPE.replace(", into: n_chars", "").replace("n_chars", "subject_length")
+    (tmp_path / "recipe.yaml").write_text(default_name)  # the produced name follows the settings
+    assert skitflow("validate", "recipe.yaml", env=demo_plugin, cwd=tmp_path).returncode == 0
+
+
+def test_steps_show_lists_the_columns_a_plugin_step_produces(demo_plugin) -> None:
+    result = skitflow("steps", "show", "text_length", env=demo_plugin)
+    assert result.returncode == 0, result.stderr
+    assert "produces columns: subject_length" in result.stdout
+    assert "columns after: subject, other, subject_length" in result.stdout
+
+
+def test_the_task_runtime_fails_a_step_that_does_not_make_the_columns_it_declares(capsys) -> None:
+    import pandas as pd
+
+    from skitflow.run.runtime import _Call, _TaskRun
+    from skitflow.steps.base import StepSettings, TransformStep
+
+    class Forgetful(TransformStep):
+        name = "forgetful"
+
+        def produces(self, settings: StepSettings) -> list[str]:
+            return ["made"]
+
+        def run(self, frame: pd.DataFrame, settings: StepSettings) -> pd.DataFrame:
+            return frame
+
+    run = _TaskRun.__new__(_TaskRun)  # the spec parsing is not under test here
+    run.name, run.calls = "prepare", [_Call(Forgetful(), StepSettings(), "recipe.yaml:7:5")]
+    with pytest.raises(LookupError, match=r"`forgetful` declares that it produces column\(s\) `made` but"):
+        run.steps(pd.DataFrame({"a": [1]}), [])
+    assert '"location": "recipe.yaml:7:5"' in capsys.readouterr().err

@@ -277,7 +277,7 @@ class _Planner:
                                          f"`{item.call.step}` needs column `{column}`, which does not exist here",
                                          hint, key=True)
                     )
-        after = item.step.columns_after(item.settings, columns.known)
+        after = item.step.columns_out(item.settings, columns.known)
         gone = dict(columns.gone)
         if columns.known is not None and after is not None:
             for column in columns.known:

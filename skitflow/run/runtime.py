@@ -104,6 +104,14 @@ class _TaskRun:
             except Exception as exc:
                 self.failed(call, exc)
                 raise
+            missing = [c for c in call.step.produces(call.settings) if c not in frame.columns]
+            if missing:  # the plan trusted this declaration when it checked later steps
+                error = LookupError(
+                    f"`{call.step.name}` declares that it produces column(s) "
+                    f"{', '.join(f'`{c}`' for c in missing)} but did not make them; fix its "
+                    "`produces` or its `run`")
+                self.failed(call, error)
+                raise error
             seconds = time.perf_counter() - started
             history.append({"step": call.step.name, "rows_in": rows_in, "rows_out": len(frame),
                             "seconds": round(seconds, 3)})
