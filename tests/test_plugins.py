@@ -58,12 +58,18 @@ sinks:
 """
 
 
-def test_a_recipe_uses_a_plugin_step_end_to_end(demo_plugin, tmp_path: Path) -> None:
-    (tmp_path / "data.csv").write_text("id,subject\n1,refund please\n2,login broken\n")
-    (tmp_path / "recipe.yaml").write_text(RECIPE)
-    result = skitflow("run", "recipe.yaml", "--out", "run", "--no-cache", env=demo_plugin, cwd=tmp_path)
+def run_recipe(recipe: str, data: str, env: dict, tmp_path: Path) -> list[str]:
+    """`skitflow run` a recipe on `data` (data.csv); the lines of the out.csv it writes."""
+    (tmp_path / "data.csv").write_text(data)
+    (tmp_path / "recipe.yaml").write_text(recipe)
+    result = skitflow("run", "recipe.yaml", "--out", "run", "--no-cache", env=env, cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert (tmp_path / "out.csv").read_text().splitlines() == ["id,subject", "1,Refund Please", "2,Login Broken"]
+    return (tmp_path / "out.csv").read_text().splitlines()
+
+
+def test_a_recipe_uses_a_plugin_step_end_to_end(demo_plugin, tmp_path: Path) -> None:
+    lines = run_recipe(RECIPE, "id,subject\n1,refund please\n2,login broken\n", demo_plugin, tmp_path)
+    assert lines == ["id,subject", "1,Refund Please", "2,Login Broken"]
 
 
 def test_without_the_plugin_the_step_is_unknown(tmp_path: Path) -> None:
@@ -120,11 +126,8 @@ sinks:
 
 
 def test_a_column_a_plugin_step_produces_is_known_to_later_steps(demo_plugin, tmp_path: Path) -> None:
-    (tmp_path / "data.csv").write_text("id,subject\n1,refund please\n2,login\n")
-    (tmp_path / "recipe.yaml").write_text(LENGTH_RECIPE)
-    result = skitflow("run", "recipe.yaml", "--out", "run", "--no-cache", env=demo_plugin, cwd=tmp_path)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert (tmp_path / "out.csv").read_text().splitlines() == ["id,subject,n_chars", "1,refund please,13"]
+    lines = run_recipe(LENGTH_RECIPE, "id,subject\n1,refund please\n2,login\n", demo_plugin, tmp_path)
+    assert lines == ["id,subject,n_chars", "1,refund please,13"]
 
 
 def test_a_later_step_that_needs_a_column_the_plugin_did_not_produce_is_an_error(
