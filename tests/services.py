@@ -895,6 +895,7 @@ class LabelStudioServer(Service):
     token: str = dataclasses.field(
         default_factory=lambda: secrets.token_hex(20)
     )  # 40 chars, the maximum
+    _pat: str = dataclasses.field(default="", repr=False)
 
     @property
     def port(self) -> int:
@@ -926,6 +927,31 @@ class LabelStudioServer(Service):
         kwargs.setdefault("timeout", 60)
         with self.session() as s:
             return s.request(method, self.url + path, **kwargs)
+
+    def personal_access_token(self, *, fresh: bool = False) -> str:
+        """The test user's personal access token (a JWT refresh token), made when first asked for.
+
+        Label Studio allows one per user and answers 409 to a second `POST /api/token/`: any
+        token already there (an earlier module, a restarted session) is revoked through
+        `POST /api/token/blacklist/` and a new one is made, so a test never has to skip.
+        `fresh=True` replaces the current token the same way.
+        """
+        if self._pat and not fresh:
+            return self._pat
+        r = self.api("POST", "/api/jwt/settings",
+                     json={"api_tokens_enabled": True, "legacy_api_tokens_enabled": True})
+        assert r.status_code == 200, r.text
+        r = self.api("POST", "/api/token/")
+        if r.status_code == 409:
+            listed = self.api("GET", "/api/token/")
+            assert listed.status_code == 200, listed.text
+            for existing in listed.json():  # header.payload only: enough to revoke, not to use
+                revoked = self.api("POST", "/api/token/blacklist/", json={"refresh": existing["token"]})
+                assert revoked.status_code == 204, revoked.text
+            r = self.api("POST", "/api/token/")
+        assert r.status_code == 201, r.text
+        self._pat = str(r.json()["token"])
+        return self._pat
 
     def _pick_ports(self) -> dict[str, int]:
         return {"http": free_port()}
@@ -1036,6 +1062,20 @@ def postgres_server() -> Iterator[PostgresServer]:
 def labelstudio_server() -> Iterator[LabelStudioServer]:
     """A Label Studio 1.23.2 server on 127.0.0.1 with an API token (shared by the session)."""
     yield from _fixture("labelstudio", start_labelstudio_server)
+
+
+SERVICE_FIXTURES = frozenset({"s3_server", "postgres_server", "labelstudio_server"})
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects: `make test-fast` runs the pure tests
+def pytest_collection_modifyitems(items: list[Any]) -> None:
+    """Mark `services` each test that uses a server fixture, directly or through another fixture.
+
+    Marking per test, not per module, keeps the pure tests of a server module in `make test-fast`.
+    """
+    for item in items:
+        if SERVICE_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.services)
 
 
 def service_start_times() -> dict[str, list[float]]:

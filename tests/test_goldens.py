@@ -6,6 +6,7 @@ Set SKITFLOW_UPDATE_GOLDENS=1 to regenerate (`make goldens`), then review the di
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -46,3 +47,22 @@ def test_invalid_recipe_fails_with_its_golden_error(recipe: Path, repo_root, tmp
     assert not out.exists(), "an invalid recipe must not leave a package behind"
     assert "Traceback" not in result.output
     _compare(result.stderr, recipe.with_suffix(".error.txt"))
+
+
+# skitflow's own code locations: a module path (`skitflow.steps.sources`) or a source line
+# (`runtime.py:42`, `planner.py", line 42`). A package that embeds them changes when code moves.
+OWN_CODE = re.compile(r"\bskitflow\.[a-z_]+|\.py\W{0,3}(?:line\s+)?\d+")
+
+
+def test_the_code_pattern_catches_module_paths_and_line_references() -> None:
+    assert OWN_CODE.search('"impl":"skitflow.steps.sources:CsvSource"')
+    assert OWN_CODE.search("raised at runtime.py:42") and OWN_CODE.search('planner.py", line 7')
+    assert not OWN_CODE.search('image: ghcr.io/skitflow/skitflow:0.1.0 "$program_path/ephemeral_component.py"')
+
+
+@pytest.mark.parametrize("recipe", VALID, ids=lambda p: p.stem)
+def test_golden_packages_name_no_skitflow_module_or_source_line(recipe: Path) -> None:
+    text = recipe.with_suffix(".package.yaml").read_text()
+    found = sorted({m.group(0) for m in OWN_CODE.finditer(text)})
+    assert not found, f"{recipe.stem}: the package embeds skitflow code locations {found}"
+    assert '"package":"skitflow"' in text  # steps are named for the registry instead

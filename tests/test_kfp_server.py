@@ -115,6 +115,18 @@ def raw_request(
         return error.code, json.loads(error.read() or b"{}")
 
 
+def pipeline_tasks(details: list) -> dict[str, str]:
+    """State by name of the pipeline's own tasks: not drivers, executor pods or DAG plumbing."""
+    plumbing = {"root", "root-driver", "executor"}
+    return {
+        t.display_name: t.state
+        for t in details or []
+        if t.display_name not in plumbing
+        and not t.display_name.endswith("-driver")
+        and not t.display_name.startswith((PIPELINE_NAME + "-", "condition"))
+    }
+
+
 def name_filter(name: str, operation: str | int = 1, value_key: str = "stringValue") -> str:
     """A filter in the form kfp.Client builds (numeric operation, camelCase value) or variants."""
     return json.dumps(
@@ -383,10 +395,10 @@ def test_run_from_version_completes(
     assert finished.state == "SUCCEEDED"
     assert finished.runtime_config.parameters == {"rows": 5}
     assert finished.pipeline_version_reference.pipeline_version_id == version.pipeline_version_id
-    assert [(t.display_name, t.state) for t in finished.run_details.task_details] == [
-        ("prepare", "SUCCEEDED"),
-        ("train", "SUCCEEDED"),
-    ]
+    assert pipeline_tasks(finished.run_details.task_details) == {
+        "prepare": "SUCCEEDED",
+        "train": "SUCCEEDED",
+    }
     listed = client.list_runs(experiment_id=experiment.experiment_id)
     assert [r.run_id for r in listed.runs] == [run.run_id]
     body = server.state.requests_to("/runs$", method="POST")[0].json()
@@ -406,12 +418,12 @@ def test_run_progresses_over_polls(package_path: Path) -> None:
         for _ in range(4):
             polled = client.get_run(run.run_id)
             states.append(polled.state)
-            progress.append([(t.display_name, t.state) for t in polled.run_details.task_details])
+            progress.append(pipeline_tasks(polled.run_details.task_details))
 
     assert states == ["PENDING", "RUNNING", "RUNNING", "SUCCEEDED", "SUCCEEDED"]
-    assert progress[0] == [("prepare", "RUNNING")]
-    assert progress[1] == [("prepare", "SUCCEEDED"), ("train", "RUNNING")]
-    assert progress[2] == [("prepare", "SUCCEEDED"), ("train", "SUCCEEDED")]
+    assert progress[0] == {"prepare": "RUNNING"}
+    assert progress[1] == {"prepare": "SUCCEEDED", "train": "RUNNING"}
+    assert progress[2] == {"prepare": "SUCCEEDED", "train": "SUCCEEDED"}
 
 
 def test_scripted_failure_names_failing_task(
@@ -713,3 +725,154 @@ def test_upload_body_round_trips_binary(server: KfpTestServer, package_path: Pat
     )
     with opener.open(request, timeout=5) as response:
         assert json.loads(response.read())["name"] == "raw"
+
+
+# -- strict request bodies ------------------------------------------------------------------------
+
+
+def post_json(url: str, body: str) -> tuple[int, dict]:
+    """POST a JSON text as written (so positions in it are under test), bypassing proxies."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    request = urllib.request.Request(url, data=body.encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with opener.open(request, timeout=5) as response:
+            return response.status, json.loads(response.read() or b"{}")
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"{}")
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "message"),
+    [
+        ("/runs", '{"x": 1}', 'proto: (line 1:2): unknown field "x"'),
+        ("/runs", '{"display_name": "r", "runtime_config": {"parameters": {"any": 1}, "extra": 2}}',
+         'proto: (line 1:68): unknown field "extra"'),
+        ("/runs", '{\n  "displayName": "r",\n  "pipeline_version_reference": {"pipeline_id": "p",\n'
+                  '    "version": "v"}}', 'proto: (line 4:5): unknown field "version"'),
+        ("/experiments", '{"display_name": "e", "owner": "me"}',
+         'proto: (line 1:23): unknown field "owner"'),
+        ("/recurringruns", '{"display_name": "j", "trigger": {"cron": "0 * * * *"}}',
+         'proto: (line 1:35): unknown field "cron"'),
+        ("/pipelines", '{"display_name": "p", "owner": ["a"]}',
+         'proto: (line 1:23): unknown field "owner"'),
+    ],
+)
+def test_an_unknown_request_field_is_refused_like_grpc_gateway(
+    server: KfpTestServer, path: str, body: str, message: str
+) -> None:
+    status, answer = post_json(f"{server.url}/apis/v2beta1{path}", body)
+    assert status == 400
+    assert answer["code"] == 3 and answer["message"] == message  # codes.InvalidArgument
+
+
+def test_known_fields_in_either_spelling_and_free_form_structs_are_accepted(
+    server: KfpTestServer, package_path: Path
+) -> None:
+    import yaml
+
+    spec = yaml.safe_load(package_path.read_text())
+    body = json.dumps({"displayName": "free", "pipeline_spec": spec,
+                       "runtimeConfig": {"parameters": {"rows": 3}, "pipelineRoot": "minio://b/r"},
+                       "service_account": "pipeline-runner"})
+    status, answer = post_json(f"{server.url}/apis/v2beta1/runs", body)
+    assert status == 200, answer
+    assert answer["display_name"] == "free"
+
+
+# -- run progress as the persistence agent reports it ---------------------------------------------
+
+
+@dsl.pipeline(name="skit-branches")
+def branch_pipeline(rows: int = 10) -> None:
+    prepared = prepare(rows=rows)
+    with dsl.If(prepared.output > 5):
+        train(rows=prepared.output, epochs=1)
+    with dsl.Else():
+        train(rows=prepared.output, epochs=2)
+
+
+@pytest.fixture(scope="module")
+def branch_package_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """prepare, then an if/else: `condition-branches-1` holding `condition-2` and `condition-3`."""
+    path = tmp_path_factory.mktemp("packages") / "branches.yaml"
+    compiler.Compiler().compile(branch_pipeline, str(path))
+    return path
+
+
+def by_name(details: list) -> dict[str, list]:
+    found: dict[str, list] = {}
+    for detail in details:
+        found.setdefault(detail.display_name, []).append(detail)
+    return found
+
+
+def test_task_details_hold_the_workflow_nodes_drivers_and_executors(
+    client: kfp.Client, package_path: Path
+) -> None:
+    run = client.create_run_from_pipeline_package(str(package_path), run_name="nodes")
+    done = run.wait_for_run_completion(timeout=5)
+    nodes = by_name(done.run_details.task_details)
+
+    (entry,) = [d for name, ds in nodes.items() if name.startswith(f"{PIPELINE_NAME}-") for d in ds]
+    (root_driver,), (root,) = nodes["root-driver"], nodes["root"]
+    assert not entry.parent_task_id and root_driver.parent_task_id == entry.task_id
+    assert root.parent_task_id == entry.task_id
+    assert [c.pod_name for c in root_driver.child_tasks] == [root.pod_name]
+    assert "system-dag-driver" in root_driver.pod_name
+    executors = {d.parent_task_id: d for d in nodes["executor"]}
+    for task in ("prepare", "train"):
+        (driver,), (executor_node,) = nodes[f"{task}-driver"], nodes[task]
+        assert driver.parent_task_id == root.task_id == executor_node.parent_task_id
+        assert "system-container-driver" in driver.pod_name
+        assert [c.pod_name for c in driver.child_tasks] == [executor_node.pod_name]
+        pod = executors[executor_node.task_id]
+        assert "system-container-impl" in pod.pod_name
+        assert [c.pod_name for c in executor_node.child_tasks] == [pod.pod_name]
+    assert len(done.run_details.task_details) == 9  # entry, root-driver, root, 2 x 3 per task
+    assert {d.state for d in done.run_details.task_details} == {"SUCCEEDED"}
+    assert all(d.run_id == done.run_id and d.end_time for d in done.run_details.task_details)
+
+
+def test_tasks_in_condition_dags_are_nested_and_the_other_branch_is_skipped(
+    client: kfp.Client, branch_package_path: Path
+) -> None:
+    run = client.create_run_from_pipeline_package(str(branch_package_path), run_name="branches")
+    nodes = by_name(run.wait_for_run_completion(timeout=5).run_details.task_details)
+
+    (root,), (group,) = nodes["root"], nodes["condition-branches-1"]
+    (taken,), (other,), (train_node,) = nodes["condition-2"], nodes["condition-3"], nodes["train"]
+    assert group.parent_task_id == root.task_id and group.state == "SUCCEEDED"
+    assert taken.parent_task_id == group.task_id == other.parent_task_id
+    assert train_node.parent_task_id == taken.task_id and train_node.state == "SUCCEEDED"
+    assert other.state == "SKIPPED" and nodes["condition-3-driver"][0].state == "SUCCEEDED"
+    assert "train-2" not in nodes and "train-2-driver" not in nodes  # never started
+    assert [c.pod_name for c in group.child_tasks] == [
+        nodes["condition-2-driver"][0].pod_name, nodes["condition-3-driver"][0].pod_name]
+
+
+def test_a_failure_inside_a_condition_fails_every_dag_around_it(
+    server: KfpTestServer, client: kfp.Client, branch_package_path: Path
+) -> None:
+    server.state.script_runs("doomed", failing_task="train", message="OOMKilled")
+    run = client.create_run_from_pipeline_package(str(branch_package_path), run_name="doomed")
+    failed = run.wait_for_run_completion(timeout=5)
+    nodes = by_name(failed.run_details.task_details)
+
+    assert failed.state == "FAILED" and "train" in failed.error.message
+    assert nodes["train"][0].state == "FAILED" and nodes["train"][0].error.message == "OOMKilled"
+    for dag in ("condition-2", "condition-branches-1", "root"):
+        assert nodes[dag][0].state == "FAILED", dag
+    assert nodes["prepare"][0].state == "SUCCEEDED"
+
+
+def test_condition_dags_run_while_their_tasks_run(branch_package_path: Path) -> None:
+    with running_kfp_server(run_polls=3) as server:
+        client = kfp.Client(host=server.url)
+        run = client.create_run_from_pipeline_package(str(branch_package_path), run_name="slow")
+        polls = [by_name(client.get_run(run.run_id).run_details.task_details) for _ in range(2)]
+    first, second = ({name: ds[0].state for name, ds in poll.items()} for poll in polls)
+    assert first["root"] == first["prepare"] == "RUNNING" and "condition-branches-1" not in first
+    assert second["root"] == "RUNNING" and second["prepare"] == "SUCCEEDED"
+    assert second["condition-branches-1"] == second["condition-2"] == second["train"] == "RUNNING"
+    assert second["condition-3"] == "SKIPPED"

@@ -41,7 +41,7 @@ from skitflow.steps.labelstudio import (
 )
 from tests.services import free_port
 
-pytestmark = pytest.mark.services
+# Tests that use a server fixture are marked `services` by tests/services.py; the rest are pure.
 
 CHOICE = {"from_name": "label", "to_name": "text", "type": "choices"}
 
@@ -66,21 +66,10 @@ def client(labelstudio_server: Any) -> Iterator[LabelStudioClient]:
         yield c
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def pat(labelstudio_server: Any) -> str:
-    """A personal access token (JWT refresh token) of the test user."""
-    cached = getattr(labelstudio_server, "_skitflow_pat", None)
-    if cached:
-        return cached
-    r = labelstudio_server.api("POST", "/api/jwt/settings",
-                               json={"api_tokens_enabled": True, "legacy_api_tokens_enabled": True})
-    assert r.status_code == 200, r.text
-    r = labelstudio_server.api("POST", "/api/token/")
-    if r.status_code == 409:
-        pytest.skip("the test user already has a personal access token (one per user)")
-    assert r.status_code == 201, r.text
-    labelstudio_server._skitflow_pat = r.json()["token"]
-    return labelstudio_server._skitflow_pat
+    """A personal access token (JWT refresh token) of the test user; made if there is none."""
+    return labelstudio_server.personal_access_token()
 
 
 def _context(environ: dict[str, str], tmp_path: Path | None = None) -> RunContext:
@@ -240,6 +229,16 @@ def test_personal_access_token_is_exchanged_and_refreshed(labelstudio_server: An
         assert c._access != first
         c._access, c._access_expiry = "expired.access.token", None  # refused: refreshed once
         assert isinstance(c.list_projects(), list)
+
+
+def test_a_fresh_personal_access_token_replaces_the_one_before(labelstudio_server: Any) -> None:
+    old = labelstudio_server.personal_access_token()
+    new = labelstudio_server.personal_access_token(fresh=True)  # Label Studio's 409 path
+    assert new != old and labelstudio_server.personal_access_token() == new
+    with LabelStudioClient(labelstudio_server.url, new) as c:
+        assert isinstance(c.list_projects(), list)
+    with pytest.raises(RemoteError, match="personal access token"):
+        LabelStudioClient(labelstudio_server.url, old, token_env="LABEL_STUDIO_TOKEN").list_projects()
 
 
 def test_refused_tokens_name_the_variable_never_the_token(labelstudio_server: Any) -> None:

@@ -29,7 +29,7 @@ from skitflow.steps.base import ArtifactFile, RunContext
 from skitflow.steps.s3 import S3ObjectsSource, S3Sink
 from tests.services import start_s3_server
 
-pytestmark = pytest.mark.services
+# Tests that use a server fixture are marked `services` by tests/services.py; the rest are pure.
 
 MiB = 1024 * 1024
 REPO = Path(__file__).resolve().parent.parent
@@ -305,6 +305,7 @@ def test_source_step_applies_the_column_contract_and_dtypes(s3_server: Any, env:
 # -- a server killed in the middle of an upload ---------------------------------------------------
 
 
+@pytest.mark.services  # starts its own server
 def test_server_killed_mid_upload_leaves_nothing_and_a_rerun_succeeds(tmp_path: Path) -> None:
     with start_s3_server() as server:
         bucket = server.create_bucket()

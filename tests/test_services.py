@@ -43,6 +43,24 @@ def _assert_loopback_only(pids: list[int]) -> None:
 # --------------------------------------------------------------------------- helpers (no server needed)
 
 
+def test_fast_runs_keep_the_pure_tests_of_server_modules() -> None:
+    """`-m "not services"` drops the tests that use a server fixture, and only those."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--collect-only",
+         "-m", "not services and not slow", "tests/test_s3.py", "tests/test_labelstudio.py"],
+        cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    kept = done.stdout
+    assert "test_parse_uri_and_globs" in kept and "test_token_kind_by_shape" in kept
+    assert "test_upload_single_and_multipart_verified_by_sha256" not in kept  # uses s3_server
+    assert "test_sink_errors_before_sending" not in kept  # labelstudio_server through `ls_env`
+    assert "test_server_killed_mid_upload" not in kept  # marked by hand: starts its own server
+
+
 def test_service_available_names() -> None:
     for name in ("s3", "seaweedfs", "postgres", "postgresql", "labelstudio", "label-studio"):
         ok, reason = service_available(name)

@@ -29,7 +29,7 @@ from skitflow.steps.base import RunContext
 from skitflow.steps.sql import SqlSource, frame_from_chunks
 from tests.services import free_port
 
-pytestmark = pytest.mark.services
+# Tests that use a server fixture are marked `services` by tests/services.py; the rest are pure.
 
 ROWS = 300
 CHANNELS = ("email", "chat", "phone")

@@ -10,9 +10,12 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
-from skitflow.errors import StepFailed
+from skitflow.errors import RecipeError, StepFailed
 from skitflow.expressions import ExpressionError
+from skitflow.plan.planner import build_plan
+from skitflow.recipe.loader import load_recipe_text
 from skitflow.steps.base import StepSettings, TransformStep
+from skitflow.steps.registry import default_registry
 from skitflow.steps.transforms import TRANSFORMS, convert_column
 
 STEPS = {step.name: step for step in TRANSFORMS}
@@ -181,22 +184,37 @@ def test_rename_refuses_duplicate_names(calls: pd.DataFrame) -> None:
         run("rename_columns", calls, mapping={"utterance": "intent"})
 
 
+CONTRACT_RECIPE = """\
+apiVersion: skitflow/v1
+name: contract
+source:
+  csv: {path: calls.csv, columns: [call_id, utterance, intent, duration, channel]}
+steps:
+  - rename_columns: {mapping: {utterance: text}}
+  - drop_columns: {columns: [channel]}
+  - lowercase: {columns: [utterance]}
+  - filter_rows: {expr: "len(text) > 3 and channel == 'phone'"}
+sinks:
+  - file: {path: out.csv}
+"""
+
+
 def test_contract_catches_a_column_used_after_it_was_dropped() -> None:
-    """What the compiler does with the contract: walk the steps, check `needs` each time."""
-    recipe = [
-        ("rename_columns", {"mapping": {"utterance": "text"}}),
-        ("drop_columns", {"columns": ["channel"]}),
-        ("lowercase", {"columns": ["utterance"]}),
-        ("filter_rows", {"expr": "len(text) > 3 and channel == 'phone'"}),
+    """The planner walks the steps' contracts in recipe order and names where each column went."""
+    with pytest.raises(RecipeError) as caught:
+        build_plan(load_recipe_text(CONTRACT_RECIPE, "r.yaml"), default_registry())
+    found = [(p.message, p.location.line if p.location else None, p.hint) for p in caught.value.problems]
+    assert found == [
+        ("`lowercase` needs column `utterance`, which does not exist here", 8,
+         "`utterance` was removed by `rename_columns` at r.yaml:6:5; re-order or drop that step"),
+        ("`filter_rows` needs column `channel`, which does not exist here", 9,
+         "`channel` was removed by `drop_columns` at r.yaml:7:5; re-order or drop that step"),
     ]
-    columns: list[str] | None = list(CALL_COLUMNS)
-    problems = []
-    for name, values in recipe:
-        instance, parsed = step(name), settings(name, **values)
-        assert columns is not None
-        problems += [(name, c) for c in instance.needs(parsed) if c not in columns]
-        columns = instance.columns_after(parsed, columns)
-    assert problems == [("lowercase", "utterance"), ("filter_rows", "channel")]
+    fixed = CONTRACT_RECIPE.replace("columns: [utterance]}", "columns: [text]}").replace(
+        " and channel == 'phone'", "")
+    plan = build_plan(load_recipe_text(fixed, "r.yaml"), default_registry())
+    assert [c.step for c in plan.tasks[0].calls] == [
+        "csv", "rename_columns", "drop_columns", "lowercase", "filter_rows"]
 
 
 # -- missing values and duplicates ----------------------------------------------------------------

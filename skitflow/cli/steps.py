@@ -78,9 +78,12 @@ def _show(entry) -> None:
         instance = step()
         needs = list(instance.needs(settings))
         before = [*needs, "other"]
-        after = instance.columns_after(settings, before)
+        after = instance.columns_out(settings, before)
+        produced = list(instance.produces(settings))
         out.print()
         out.print(f"needs columns: {', '.join(needs) or '-'}", markup=False)
+        if produced:
+            out.print(f"produces columns: {', '.join(produced)}", markup=False)
         out.print("columns after: " + ("decided by the data at run time" if after is None else (
             ", ".join(after) + f"   (given: {', '.join(before)})")), markup=False)
     except Exception:  # an example that does not validate is caught by the docs test

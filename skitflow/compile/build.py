@@ -40,7 +40,7 @@ def task_spec(plan: Plan, task: Task) -> str:
         "format": plan.dataset_format,
         "param_types": {name: plan.parameters[name].type for name in task.params},
         "calls": [
-            {"step": c.step, "kind": c.kind.value, "impl": c.impl, "location": c.location,
+            {"step": c.step, "kind": c.kind.value, "package": c.package, "location": c.location,
              "settings": c.settings}
             for c in task.calls
         ],

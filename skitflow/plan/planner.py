@@ -57,7 +57,7 @@ class StepCall:
     settings: dict[str, Any]
     location: str  # "recipe.yaml:12:5", carried into the package for run-time errors
     params: tuple[str, ...]
-    impl: str  # "module:Class": what the task imports to run the step
+    package: str  # the distribution that provides the step; the task finds it by kind and name
 
 
 @dataclass(frozen=True)
@@ -232,7 +232,7 @@ class _Planner:
             settings=raw_settings,
             location=f"{self.file_label}:{location.line}:{location.column}",
             params=tuple(sorted(referenced_params(raw_settings))),
-            impl=f"{entry.step.__module__}:{entry.step.__qualname__}",
+            package=entry.package,
         )
         return _Item(call, step, settings, options, path, frozenset(option_values), checkable)
 
@@ -277,7 +277,7 @@ class _Planner:
                                          f"`{item.call.step}` needs column `{column}`, which does not exist here",
                                          hint, key=True)
                     )
-        after = item.step.columns_after(item.settings, columns.known)
+        after = item.step.columns_out(item.settings, columns.known)
         gone = dict(columns.gone)
         if columns.known is not None and after is not None:
             for column in columns.known:

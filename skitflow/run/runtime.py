@@ -104,6 +104,14 @@ class _TaskRun:
             except Exception as exc:
                 self.failed(call, exc)
                 raise
+            missing = [c for c in call.step.produces(call.settings) if c not in frame.columns]
+            if missing:  # the plan trusted this declaration when it checked later steps
+                error = LookupError(
+                    f"`{call.step.name}` declares that it produces column(s) "
+                    f"{', '.join(f'`{c}`' for c in missing)} but did not make them; fix its "
+                    "`produces` or its `run`")
+                self.failed(call, error)
+                raise error
             seconds = time.perf_counter() - started
             history.append({"step": call.step.name, "rows_in": rows_in, "rows_out": len(frame),
                             "seconds": round(seconds, 3)})
@@ -126,23 +134,33 @@ class _TaskRun:
 
 
 def _load_step(call: Mapping[str, Any]) -> type[Step]:
-    """The step class the package names (`module:Class`): only its own module is imported."""
-    import importlib
+    """The step a call names, found by kind and name through the registry, as at compile time.
 
-    module_name, _, qualname = call["impl"].partition(":")
-    try:
-        found: Any = importlib.import_module(module_name)
-        for part in qualname.split("."):
-            found = getattr(found, part)
-    except (ImportError, AttributeError):
+    The package records only what the registry needs (kind, name, distributing package), never a
+    module path, so moving a step's code or installing a plugin differently changes no package.
+    """
+    from skitflow.steps.registry import default_registry
+
+    kind, name, package = Kind(call["kind"]), call["step"], call.get("package") or ""
+    entry = default_registry().get(name, kind)
+    if entry is None:
+        provider = f"package `{package}`" if package else "the package that provides it"
         raise LookupError(
-            f"step `{call['step']}` ({call['impl']}) is not installed where this task runs; "
-            "install the package that provides it, or rebuild the image"
-        ) from None
-    if not (isinstance(found, type) and issubclass(found, Step) and found.name == call["step"]
-            and found.kind == Kind(call["kind"])):
-        raise LookupError(f"{call['impl']} is not the {call['kind']} step `{call['step']}`")
-    return found
+            f"{kind.value} step `{name}` is not installed where this task runs; install {provider} "
+            "into the runtime image (docs/plugins.md) and rebuild it"
+        )
+    if package and _dist_key(entry.package) != _dist_key(package):
+        raise LookupError(
+            f"{kind.value} step `{name}` comes from package `{entry.package}` where this task runs, "
+            f"but the pipeline was compiled with it from `{package}`; install the same package in "
+            "both places"
+        )
+    return entry.step
+
+
+def _dist_key(name: str) -> str:
+    """A distribution name as PEP 503 compares them (`Foo_Bar` and `foo-bar` are one package)."""
+    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def _describe(exc: BaseException) -> str:

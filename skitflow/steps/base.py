@@ -1,8 +1,8 @@
 """What a step is.
 
 A step is a small class: a ``name``, a ``kind``, a pydantic ``Settings`` model (its docstring and
-field descriptions are the step's documentation), a column contract (which columns it needs, what
-the columns are after it ran) and a ``run`` method that does the work. The column contract is pure
+field descriptions are the step's documentation), a column contract (which columns it needs,
+which it produces, what the columns are after it ran) and a ``run`` method that does the work. The column contract is pure
 and cheap, so a re-ordered recipe is checked before anything runs; ``run`` imports heavy libraries
 (pandas, xgboost) inside itself so that `skitflow validate` never pays for them.
 
@@ -71,8 +71,27 @@ class Step:
         return ()
 
     def columns_after(self, settings: Any, columns: Columns) -> Columns:
-        """Columns after this step ran, given those before it (None: unknown)."""
+        """Columns after this step ran, given those before it (None: unknown).
+
+        Override it when a step removes, renames or selects columns. A step that only adds
+        columns declares them in `produces` instead and leaves this alone.
+        """
         return columns
+
+    def produces(self, settings: Any) -> Sequence[str]:
+        """Columns this step adds (their names may depend on the settings).
+
+        Later steps may need them: the plan adds them to `columns_after`, and the task runtime
+        checks after `run` that the step really made them.
+        """
+        return ()
+
+    def columns_out(self, settings: Any, columns: Columns) -> Columns:
+        """The contract the plan applies: `columns_after`, then each produced column not in it."""
+        after = self.columns_after(settings, columns)
+        if after is None:
+            return None
+        return [*after, *(c for c in self.produces(settings) if c not in after)]
 
     def is_cacheable(self, settings: Any) -> bool:
         """Whether a task holding this step may be cached by default (see `cacheable`)."""

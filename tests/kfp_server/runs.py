@@ -2,19 +2,31 @@
 
 No pipeline ever executes: a run advances one step per ``GET /runs/{id}``
 (PENDING at creation, RUNNING, then its final state after ``polls_to_finish``
-polls), and ``run_details.task_details`` reports the root DAG's tasks in
-dependency order as they "start" and "finish", so a client can show per-task
-progress.  Outcomes other than SUCCEEDED are scripted with :class:`RunScript`.
+polls). ``run_details.task_details`` is filled the way the persistence agent and
+the API server fill it from the Argo workflow of a KFP v2 run
+(``toModelTasks``/``toApiPipelineTaskDetail`` in ``backend/src/apiserver/server/
+api_converter.go``): one task per workflow node, so besides each pipeline task
+there are the workflow's entry node, ``root-driver`` and the ``root`` DAG, a
+``<task>-driver`` pod before every task, the ``<task>`` executor node with its
+``executor`` pod (``system-container-executor``/``-impl``), and a sub-DAG with
+its ``<name>-driver`` for every condition (``condition-1``, ``condition-branches-1``).
+Each node carries its state, ``pod_name``, ``child_tasks`` (pod names) and
+``parent_task_id`` (the enclosing DAG's node). Container tasks "start" and
+"finish" in dependency order as the run is polled; in an if/elif/else group the
+first branch runs and the others are SKIPPED. Outcomes other than SUCCEEDED are
+scripted with :class:`RunScript`.
 """
 
 from __future__ import annotations
 
 import re
 import uuid
+import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
 from .common import ApiError, now, public
+from .specs import TaskNode
 
 FINAL_RUN_STATES = frozenset({"SUCCEEDED", "FAILED", "SKIPPED", "CANCELED"})
 DEFAULT_FAILURE_MESSAGE = "failed to execute component: exit status 1"
@@ -53,26 +65,30 @@ class SimulatedRun:
     """A run resource plus the bookkeeping that drives its simulated state."""
 
     resource: dict[str, Any]
-    tasks: list[tuple[str, str]]
+    tree: tuple[TaskNode, ...]
     polls_to_finish: int
+    workflow: str = "pipeline"
     final_state: str = "SUCCEEDED"
     failing_task: str | None = None
     message: str = ""
     polls: int = 0
     canceled: bool = False
     state: str = ""
-    task_times: dict[tuple[str, str], str] = field(default_factory=dict)
+    task_times: dict[tuple[tuple[str, ...], str], str] = field(default_factory=dict)
 
     @classmethod
     def create(
         cls,
         resource: dict[str, Any],
-        tasks: list[tuple[str, str]],
+        tree: tuple[TaskNode, ...],
         polls_to_finish: int,
         script: RunScript | None,
+        pipeline_name: str = "pipeline",
     ) -> SimulatedRun:
         """A new run; a matching script decides its outcome (default: SUCCEEDED)."""
-        run = cls(resource, list(tasks), polls_to_finish)
+        # Argo names the workflow `<pipeline name>-<5 random characters>`.
+        workflow = f"{pipeline_name or 'pipeline'}-{resource['run_id'].replace('-', '')[:5]}"
+        run = cls(resource, tuple(tree), polls_to_finish, workflow)
         if script is not None:
             script.used += 1
             run.final_state = script.final_state
@@ -81,6 +97,11 @@ class SimulatedRun:
             if script.final_state == "FAILED":
                 run.failing_task = run._resolve_failing_task(script.failing_task)
         return run
+
+    @property
+    def tasks(self) -> list[tuple[str, str]]:
+        """The container tasks that run, in order, as (key, display name)."""
+        return [(node.key, node.key) for node in _running_leaves(self.tree)]
 
     @property
     def finished(self) -> bool:
@@ -127,15 +148,16 @@ class SimulatedRun:
         return public(self.resource)
 
     def _resolve_failing_task(self, wanted: str | None) -> str:
-        """Find the failing task by key or display name (default: last); add it if absent."""
+        """Find the failing container task by key (default: the last); add it if absent."""
+        leaves = _running_leaves(self.tree)
         if wanted is None:
-            if not self.tasks:
-                self.tasks.append(("root", "root"))
-            return self.tasks[-1][0]
-        for key, display_name in self.tasks:
-            if wanted in (key, display_name):
-                return key
-        self.tasks.append((wanted, wanted))
+            if not leaves:
+                self.tree = (*self.tree, TaskNode("root-task"))
+                return "root-task"
+            return leaves[-1].key
+        if any(leaf.key == wanted for leaf in leaves):
+            return wanted
+        self.tree = (*self.tree, TaskNode(wanted))
         return wanted
 
     def _current_state(self) -> str:
@@ -147,14 +169,13 @@ class SimulatedRun:
             return "RUNNING"
         return self.final_state
 
-    def _task_details(self, state: str) -> list[dict[str, Any]]:
-        """Finished tasks, then the running/failed/canceled one; unstarted tasks are absent (as in KFP)."""
-        total = len(self.tasks)
-        failing_index = next(
-            (i for i, (key, _) in enumerate(self.tasks) if key == self.failing_task), total
-        )
+    def _leaf_states(self, state: str) -> dict[str, str]:
+        """The state of each container task that has started; unstarted ones are absent."""
+        keys = [key for key, _ in self.tasks]
+        total = len(keys)
+        failing_index = keys.index(self.failing_task) if self.failing_task in keys else total
         if state == "PENDING" or total == 0:
-            return []
+            return {}
         if state in ("SUCCEEDED", "SKIPPED"):
             states = [state] * total
         elif state == "FAILED":
@@ -162,28 +183,134 @@ class SimulatedRun:
         else:
             done = min(self.polls * total // self.polls_to_finish, total - 1, failing_index)
             states = ["SUCCEEDED"] * done + ["CANCELED" if state == "CANCELED" else "RUNNING"]
+        return dict(zip(keys, states, strict=False))
+
+    def _task_details(self, state: str) -> list[dict[str, Any]]:
+        """One task detail per workflow node that exists at this poll, sorted by node ID.
+
+        The API server sorts the workflow's node IDs before converting them, so the order
+        says nothing about the order tasks ran in: clients must not rely on it.
+        """
+        leaf_states = self._leaf_states(state)
+        if not leaf_states:
+            return []
+        nodes: list[dict[str, Any]] = []
+        root_state = "FAILED" if state == "FAILED" else None
+        entry = self._node(nodes, (), self.workflow, "DAG", "", root_state)
+        driver = self._node(nodes, ("root-driver",), "root-driver", "system-dag-driver",
+                            entry["task_id"], "SUCCEEDED")
+        root = self._node(nodes, ("root",), "root", "DAG", entry["task_id"], root_state)
+        entry["children"] = [driver["pod_name"]]
+        driver["children"] = [root["pod_name"]]
+        root["children"], root["state"] = self._dag(nodes, ("root",), self.tree, root, leaf_states)
+        entry["state"] = entry["state"] or root["state"]
+        nodes.sort(key=lambda n: n["node_id"])
+        return [self._detail(node) for node in nodes]
+
+    def _dag(self, nodes: list[dict[str, Any]], path: tuple[str, ...], children: tuple[TaskNode, ...],
+             parent: dict[str, Any], leaf_states: dict[str, str]) -> tuple[list[str], str]:
+        """Add the nodes of a DAG's started tasks; return their driver pods and the DAG's state."""
+        pods: list[str] = []
+        states: list[str] = []
+        group = path[-1].startswith("condition-branches-")
+        first_started = False
+        for index, child in enumerate(children):
+            started = any(leaf.key in leaf_states for leaf in child.leaves())
+            first_started = first_started or (index == 0 and started)
+            branch_skipped = group and index > 0  # its driver found the condition false
+            if not started and not (branch_skipped and first_started):
+                states.append("PENDING")
+                continue
+            child_path = (*path, child.key)
+            driver = self._node(nodes, (*child_path, "driver"), f"{child.key}-driver",
+                                "system-dag-driver" if child.dag else "system-container-driver",
+                                parent["task_id"], "SUCCEEDED")
+            template = "DAG" if child.dag else "system-container-executor"
+            if branch_skipped:
+                node = self._node(nodes, child_path, child.key, template, parent["task_id"], "SKIPPED")
+            elif child.dag:
+                node = self._node(nodes, child_path, child.key, "DAG", parent["task_id"], None)
+                node["children"], node["state"] = self._dag(nodes, child_path, child.children, node,
+                                                            leaf_states)
+            else:
+                node = self._node(nodes, child_path, child.key, template, parent["task_id"],
+                                  leaf_states[child.key], failed=leaf_states[child.key] == "FAILED")
+                pod = self._node(nodes, (*child_path, "executor"), "executor", "system-container-impl",
+                                 node["task_id"], node["state"], failed=node["failed"])
+                node["children"] = [pod["pod_name"]]
+            driver["children"] = [node["pod_name"]]
+            pods.append(driver["pod_name"])
+            states.append(node["state"])
+        return pods, _dag_state(states)
+
+    def _node(self, nodes: list[dict[str, Any]], path: tuple[str, ...], display_name: str,
+              template: str, parent_task_id: str, state: str | None, *, failed: bool = False
+              ) -> dict[str, Any]:
         run_id = self.resource["run_id"]
-        details = []
-        for (key, display_name), task_state in zip(self.tasks, states, strict=False):
-            started = self.task_times.setdefault((key, "start"), now())
-            detail: dict[str, Any] = {
-                "run_id": run_id,
-                "task_id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{run_id}/{key}")),
-                "display_name": display_name,
-                "create_time": started,
-                "start_time": started,
-                "state": task_state,
-                "pod_name": f"{key}-{run_id[:8]}",
-                "state_history": [{"update_time": started, "state": "RUNNING"}],
-            }
-            if task_state in FINAL_RUN_STATES:
-                ended = self.task_times.setdefault((key, "end"), now())
-                detail["end_time"] = ended
-                detail["state_history"].append({"update_time": ended, "state": task_state})
-            if task_state == "FAILED":
-                detail["error"] = {"code": 2, "message": self.message}
-            details.append(detail)
-        return details
+        digest = zlib.crc32("/".join((run_id, *path)).encode())
+        node_id = f"{self.workflow}-{digest}"
+        node = {
+            "node_id": node_id,
+            # Pods are named `<workflow>-<template>-<hash>` (Argo POD_NAMES v2); other nodes by ID.
+            "pod_name": node_id if template == "DAG" else f"{self.workflow}-{template}-{digest}",
+            "task_id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{run_id}/{'/'.join(path)}")),
+            "display_name": display_name,
+            "parent_task_id": parent_task_id,
+            "state": state,
+            "children": [],
+            "path": path,
+            "failed": failed,
+        }
+        nodes.append(node)
+        return node
+
+    def _detail(self, node: dict[str, Any]) -> dict[str, Any]:
+        state, path = node["state"], node["path"]
+        started = self.task_times.setdefault((path, "start"), now())
+        detail: dict[str, Any] = {
+            "run_id": self.resource["run_id"],
+            "task_id": node["task_id"],
+            "display_name": node["display_name"],
+            "create_time": started,
+            "start_time": started,
+            "state": state,
+            "pod_name": node["pod_name"],
+            "parent_task_id": node["parent_task_id"],
+            "child_tasks": [{"pod_name": pod} for pod in node["children"]],
+            "state_history": [{"update_time": started, "state": "RUNNING"}],
+        }
+        if state == "SKIPPED":
+            detail["state_history"] = [{"update_time": started, "state": "SKIPPED"}]
+        elif state in FINAL_RUN_STATES:
+            ended = self.task_times.setdefault((path, "end"), now())
+            detail["end_time"] = ended
+            detail["state_history"].append({"update_time": ended, "state": state})
+        if node["failed"]:
+            detail["error"] = {"code": 2, "message": self.message}
+        return public(detail)
+
+
+def _running_leaves(tree: tuple[TaskNode, ...]) -> list[TaskNode]:
+    """The container tasks that run: every one, except in the later branches of an if/else group."""
+    found: list[TaskNode] = []
+    for node in tree:
+        if not node.dag:
+            found.append(node)
+        elif node.key.startswith("condition-branches-"):
+            found.extend(_running_leaves(node.children[:1]))
+        else:
+            found.extend(_running_leaves(node.children))
+    return found
+
+
+def _dag_state(states: list[str]) -> str:
+    """A DAG node's state from its tasks' states (PENDING: not started yet)."""
+    for wanted in ("FAILED", "CANCELED"):
+        if wanted in states:
+            return wanted
+    if "RUNNING" in states or "PENDING" in states:
+        return "RUNNING"
+    return "SUCCEEDED"
 
 
 def validated_trigger(trigger: dict[str, Any]) -> dict[str, Any]:

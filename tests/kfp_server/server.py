@@ -26,6 +26,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from .common import ApiError, RecordedRequest
 from .faults import FaultInjector
+from .messages import check_fields, proto_names
 from .state import ServerState
 
 API_PREFIX = "/apis/v2beta1"
@@ -54,8 +55,9 @@ class _Call:
     body: bytes
     headers: Message
 
-    def json(self) -> dict[str, Any]:
-        """The JSON body (empty body = ``{}``); malformed JSON is a 400."""
+    def json(self, message: str) -> dict[str, Any]:
+        """The JSON body as the request `message` (empty = ``{}``); malformed JSON or an
+        unknown field is a 400, as grpc-gateway answers (see ``messages.py``)."""
         if not self.body.strip():
             return {}
         try:
@@ -66,7 +68,8 @@ class _Call:
             ) from error
         if not isinstance(document, dict):
             raise ApiError(400, "Invalid input error: request body must be a JSON object")
-        return document
+        check_fields(self.body, message)
+        return proto_names(document, message)
 
     def upload(self, failure: str) -> tuple[str, bytes]:
         """The multipart ``uploadfile`` part as (filename, content)."""
@@ -117,14 +120,14 @@ def _routes() -> list[tuple[str, re.Pattern[str], Handler]]:
                 c.query, *c.upload("Failed to create a pipeline version")
             ),
         ),
-        ("POST", "/pipelines/create", lambda s, c: s.create_pipeline_and_version(c.json())),
+        ("POST", "/pipelines/create", lambda s, c: s.create_pipeline_and_version(c.json("V2beta1CreatePipelineAndVersionRequest"))),
         (
             "GET",
             "/pipelines/names/(?P<name>[^/]+)",
             lambda s, c: s.get_pipeline_by_name(c.params["name"], c.query.get("namespace", "")),
         ),
         ("GET", "/pipelines", lambda s, c: s.list_pipelines(c.query)),
-        ("POST", "/pipelines", lambda s, c: s.create_pipeline(c.json())),
+        ("POST", "/pipelines", lambda s, c: s.create_pipeline(c.json("V2beta1Pipeline"))),
         ("GET", f"/pipelines/{pipeline}", lambda s, c: s.get_pipeline(c.params["pipeline_id"])),
         (
             "DELETE",
@@ -141,7 +144,7 @@ def _routes() -> list[tuple[str, re.Pattern[str], Handler]]:
         (
             "POST",
             f"/pipelines/{pipeline}/versions",
-            lambda s, c: s.create_pipeline_version(c.params["pipeline_id"], c.json()),
+            lambda s, c: s.create_pipeline_version(c.params["pipeline_id"], c.json("V2beta1PipelineVersion")),
         ),
         (
             "GET",
@@ -154,7 +157,7 @@ def _routes() -> list[tuple[str, re.Pattern[str], Handler]]:
             lambda s, c: s.delete_pipeline_version(c.params["pipeline_id"], c.params["version_id"]),
         ),
         ("GET", "/experiments", lambda s, c: s.list_experiments(c.query)),
-        ("POST", "/experiments", lambda s, c: s.create_experiment(c.json())),
+        ("POST", "/experiments", lambda s, c: s.create_experiment(c.json("V2beta1Experiment"))),
         (
             "GET",
             f"/experiments/{experiment}",
@@ -176,7 +179,7 @@ def _routes() -> list[tuple[str, re.Pattern[str], Handler]]:
             lambda s, c: s.set_experiment_storage(c.params["experiment_id"], "AVAILABLE"),
         ),
         ("GET", "/runs", lambda s, c: s.list_runs(c.query)),
-        ("POST", "/runs", lambda s, c: s.create_run(c.json())),
+        ("POST", "/runs", lambda s, c: s.create_run(c.json("V2beta1Run"))),
         ("GET", f"/runs/{run}", lambda s, c: s.get_run(c.params["run_id"])),
         ("DELETE", f"/runs/{run}", lambda s, c: s.change_run(c.params["run_id"], "delete")),
         (
@@ -185,7 +188,7 @@ def _routes() -> list[tuple[str, re.Pattern[str], Handler]]:
             lambda s, c: s.change_run(c.params["run_id"], c.params["action"]),
         ),
         ("GET", "/recurringruns", lambda s, c: s.list_recurring_runs(c.query)),
-        ("POST", "/recurringruns", lambda s, c: s.create_recurring_run(c.json())),
+        ("POST", "/recurringruns", lambda s, c: s.create_recurring_run(c.json("V2beta1RecurringRun"))),
         ("GET", f"/recurringruns/{job}", lambda s, c: s.get_recurring_run(c.params["job_id"])),
         (
             "DELETE",

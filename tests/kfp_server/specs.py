@@ -239,20 +239,40 @@ def _check_parameter_type(name: str, parameter_type: int, value: Any) -> None:
         )
 
 
-def task_order(spec: pipeline_spec_pb2.PipelineSpec) -> list[tuple[str, str]]:
-    """The root DAG's tasks as (task key, display name), dependencies first.
+@dataclass(frozen=True)
+class TaskNode:
+    """A task of a DAG in the package: a container task, or a sub-DAG (a condition, a group)."""
 
-    Used to simulate per-task progress; ties are broken by name so the order
-    is deterministic.
+    key: str
+    children: tuple[TaskNode, ...] = ()
+    dag: bool = False
+
+    def leaves(self) -> list[TaskNode]:
+        """The container tasks under this node, in the order they run."""
+        return [self] if not self.dag else [leaf for c in self.children for leaf in c.leaves()]
+
+
+def task_tree(spec: pipeline_spec_pb2.PipelineSpec) -> tuple[TaskNode, ...]:
+    """The root DAG's tasks, dependencies first (ties by key), with sub-DAGs expanded.
+
+    The KFP v2 compiler turns each `dsl.If`/`Elif`/`Else` into a sub-DAG component
+    (`condition-1`, and `condition-branches-1` around the branches of one if/else chain).
     """
-    tasks = spec.root.dag.tasks
-    remaining = {key: set(task.dependent_tasks) & set(tasks) for key, task in tasks.items()}
-    ordered: list[tuple[str, str]] = []
-    while remaining:
-        ready = sorted(key for key, deps in remaining.items() if not deps) or sorted(remaining)[:1]
-        key = ready[0]
-        ordered.append((key, tasks[key].task_info.name or key))
-        del remaining[key]
-        for deps in remaining.values():
-            deps.discard(key)
-    return ordered
+
+    def walk(dag: Any, depth: int) -> tuple[TaskNode, ...]:
+        tasks = dag.tasks
+        remaining = {key: set(task.dependent_tasks) & set(tasks) for key, task in tasks.items()}
+        ordered: list[TaskNode] = []
+        while remaining:
+            key = (sorted(k for k, deps in remaining.items() if not deps) or sorted(remaining))[0]
+            component = spec.components.get(tasks[key].component_ref.name)
+            if component is not None and component.WhichOneof("implementation") == "dag" and depth < 32:
+                ordered.append(TaskNode(key, walk(component.dag, depth + 1), dag=True))
+            else:
+                ordered.append(TaskNode(key))
+            del remaining[key]
+            for deps in remaining.values():
+                deps.discard(key)
+        return tuple(ordered)
+
+    return walk(spec.root.dag, 0)

@@ -31,7 +31,7 @@ from .specs import (
     parse_inline_spec,
     parse_package,
     read_package_file,
-    task_order,
+    task_tree,
     validate_run_parameters,
 )
 
@@ -466,8 +466,8 @@ class ServerState:
                 "state": "PENDING",
                 "recurring_run_id": "",
             }
-            tasks = task_order(source.package.pipeline_spec)
-            run = SimulatedRun.create(resource, tasks, self.run_polls, script)
+            tree = task_tree(source.package.pipeline_spec)
+            run = SimulatedRun.create(resource, tree, self.run_polls, script, source.package.name)
             self.runs[run_id] = run
             experiment["last_run_created_at"] = created_at
             return run.render()
