@@ -13,7 +13,8 @@ from pydantic import ValidationError
 from skitflow.errors import StepFailed
 from skitflow.expressions import ExpressionError
 from skitflow.steps.base import StepSettings, TransformStep
-from skitflow.steps.transforms import TRANSFORMS, convert_column
+from skitflow.steps.columns import convert_column
+from skitflow.steps.transforms import TRANSFORMS
 
 STEPS = {step.name: step for step in TRANSFORMS}
 TEXT_DTYPES = [object, "str", "string[pyarrow]"]

@@ -249,7 +249,7 @@ class S3ObjectsSource(SourceStep):
 
     def run(self, settings: Settings, ctx: RunContext) -> pd.DataFrame:
         from skitflow.connectors.s3 import read_table
-        from skitflow.steps.transforms import convert_column
+        from skitflow.steps.columns import convert_column
 
         hints = dict(settings.dtype or {})
         table = read_table(

@@ -26,7 +26,7 @@ from pydantic import Field, field_validator, model_validator
 
 from skitflow.errors import RemoteError, SkitflowError, StepFailed, did_you_mean
 from skitflow.steps.base import RunContext, SourceStep, StepSettings
-from skitflow.steps.transforms import ColumnList
+from skitflow.steps.columns import ColumnList
 
 if TYPE_CHECKING:
     import pandas as pd
