@@ -4,8 +4,9 @@ Where and who come from the environment at run time only, never from a recipe: t
 ``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY`` / ``AWS_SESSION_TOKEN`` / ``AWS_DEFAULT_REGION``
 (or any other credential boto3 finds: a profile, a web identity on Kubernetes), and
 ``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL`` / ``S3_ENDPOINT_URL`` for a server that is not AWS,
-which is then addressed path-style. ``AWS_MAX_ATTEMPTS`` bounds the retries of transient faults
-(default 5, with botocore's "standard" exponential backoff).
+which is then addressed path-style. Transient faults are retried under the shared
+:class:`~skitflow.util.retry.RetryPolicy` (SKITFLOW_RETRY_ATTEMPTS, or botocore's own
+``AWS_MAX_ATTEMPTS``, counts the tries; the waits are botocore's "standard" exponential backoff).
 
 Uploads go through boto3's managed transfer, so a big file goes up in parts, in parallel. An
 object only becomes visible under its key once the whole upload completed (S3 never shows a
@@ -35,6 +36,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from skitflow.errors import RemoteError, StepFailed, did_you_mean
+from skitflow.util.retry import RetryPolicy
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -54,9 +56,7 @@ __all__ = [
 ]
 
 MiB = 1024 * 1024
-DEFAULT_MAX_ATTEMPTS = 5
 CONNECT_TIMEOUT_S = 10
-READ_TIMEOUT_S = 60
 DEFAULT_CONCURRENCY = 10
 DEFAULT_PART_SIZE = 16 * MiB
 DEFAULT_MULTIPART_THRESHOLD = 64 * MiB
@@ -149,11 +149,9 @@ def endpoint_from_env(environ: Mapping[str, str]) -> str | None:
     return None
 
 
-def _max_attempts(environ: Mapping[str, str]) -> int:
-    try:
-        return max(1, int(environ.get("AWS_MAX_ATTEMPTS") or DEFAULT_MAX_ATTEMPTS))
-    except ValueError:
-        return DEFAULT_MAX_ATTEMPTS
+def retry_policy(environ: Mapping[str, str]) -> RetryPolicy:
+    """The shared retry policy; botocore's own AWS_MAX_ATTEMPTS sets the tries when given."""
+    return RetryPolicy.from_env(environ, extra={"AWS_MAX_ATTEMPTS": "attempts"})
 
 
 def _scrub(text: str, environ: Mapping[str, str]) -> str:
@@ -278,7 +276,8 @@ class _Translator:
             return RemoteError(
                 f"s3: the server at {self.endpoint} kept failing {where} ({code}, {tries}); run "
                 "again later",
-                hint="the service is overloaded or down; AWS_MAX_ATTEMPTS raises the retries",
+                hint="the service is overloaded or down; SKITFLOW_RETRY_ATTEMPTS (or AWS_MAX_ATTEMPTS) "
+                "raises the retries",
             )
         detail = f"{code}: {message}" if message else code or type(error).__name__
         return RemoteError(f"s3: {action} {uri} failed: {detail}")
@@ -301,12 +300,15 @@ class S3:
         env = os.environ if environ is None else environ
         self.environ = env
         self.endpoint_url = endpoint_from_env(env)
-        self.max_attempts = max_attempts or _max_attempts(env)
+        policy = retry_policy(env)
+        if max_attempts:
+            policy = policy.with_attempts(max_attempts)
+        self.max_attempts = policy.attempts
         self.concurrency = concurrency
         config = Config(
-            retries={"max_attempts": self.max_attempts, "mode": "standard"},
+            retries=policy.botocore_retries(),
             connect_timeout=CONNECT_TIMEOUT_S,
-            read_timeout=READ_TIMEOUT_S,
+            read_timeout=policy.timeout,
             max_pool_connections=max(10, concurrency + 2),
             s3={"addressing_style": "path"} if self.endpoint_url else {},
             signature_version="s3v4",
