@@ -84,7 +84,8 @@ def main() -> None:
 
     from boto3.s3.transfer import TransferConfig
 
-    from skitflow.connectors.s3 import S3, parse_uri, read_table
+    from skitflow.connectors.s3 import S3, parse_uri
+    from skitflow.connectors.s3_tables import read_table
     from skitflow.steps.base import ArtifactFile, RunContext
     from skitflow.steps.s3 import S3Sink
 

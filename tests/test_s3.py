@@ -24,9 +24,12 @@ import pandas as pd
 import pytest
 
 from skitflow.connectors import s3 as connector
+from skitflow.connectors import s3_tables as tables
 from skitflow.errors import RemoteError, StepFailed
 from skitflow.steps.base import ArtifactFile, RunContext
 from skitflow.steps.s3 import S3ObjectsSource, S3Sink
+from skitflow.steps.sinks import FileSink
+from skitflow.util.globs import glob_pattern
 from tests.services import start_s3_server
 
 # Tests that use a server fixture are marked `services` by tests/services.py; the rest are pure.
@@ -93,10 +96,10 @@ def test_parse_uri_and_globs() -> None:
     for bad in ("http://b/k", "s3:///k", "s3://Bad_Bucket!/k"):
         with pytest.raises(ValueError):
             connector.parse_uri(bad)
-    pattern = connector._glob_pattern("dir/*.csv")
+    pattern = glob_pattern("dir/*.csv")
     assert pattern.match("dir/a.csv") and not pattern.match("dir/sub/a.csv")
-    assert connector._glob_pattern("dir/**.csv").match("dir/sub/a.csv")
-    assert connector._glob_pattern("dir/part-[0-9].csv").match("dir/part-3.csv")
+    assert glob_pattern("dir/**.csv").match("dir/sub/a.csv")
+    assert glob_pattern("dir/part-[0-9].csv").match("dir/part-3.csv")
 
 
 def test_endpoint_comes_from_the_environment() -> None:
@@ -162,12 +165,12 @@ def test_errors_are_clear_and_never_show_secrets(s3_server: Any, env: dict, buck
     assert wrong_secret not in text and s3_server.secret_key not in text
 
     with pytest.raises(RemoteError, match="access key id.*check AWS_ACCESS_KEY_ID"):
-        connector.read_table(target, environ={**env, "AWS_ACCESS_KEY_ID": "nobody-at-all"})
+        tables.read_table(target, environ={**env, "AWS_ACCESS_KEY_ID": "nobody-at-all"})
 
     with pytest.raises(RemoteError, match="bucket `no-such-bucket-1` does not exist"):
         connector.upload(str(path), "s3://no-such-bucket-1/a.txt", environ=env)
     with pytest.raises(RemoteError, match="bucket `no-such-bucket-2` does not exist"):
-        connector.read_table("s3://no-such-bucket-2/a.csv", environ=env)
+        tables.read_table("s3://no-such-bucket-2/a.csv", environ=env)
 
     dead = {**env, "AWS_ENDPOINT_URL": "http://127.0.0.1:9", "AWS_ENDPOINT_URL_S3": "http://127.0.0.1:9"}
     with pytest.raises(RemoteError, match=r"cannot reach the S3 endpoint http://127\.0\.0\.1:9") as caught:
@@ -175,7 +178,7 @@ def test_errors_are_clear_and_never_show_secrets(s3_server: Any, env: dict, buck
     assert "AWS_ENDPOINT_URL" in str(caught.value.problems[0].hint)
 
     with pytest.raises(StepFailed, match="no object") as caught:
-        connector.read_table(f"s3://{bucket}/nothing-here.csv", environ=env)
+        tables.read_table(f"s3://{bucket}/nothing-here.csv", environ=env)
 
 
 # -- reading -------------------------------------------------------------------------------------
@@ -193,32 +196,32 @@ def test_read_table_object_prefix_glob_and_limit(s3_server: Any, env: dict, buck
     client.put_object(Bucket=bucket, Key="in/extra.parquet",
                       Body=expected.head(1).to_parquet(index=False))
 
-    glob = connector.read_table(f"s3://{bucket}/in/*.csv", environ=env).to_pandas()
+    glob = tables.read_table(f"s3://{bucket}/in/*.csv", environ=env).to_pandas()
     pd.testing.assert_frame_equal(glob, expected, check_dtype=False)
     assert glob["created"].tolist() == TICKETS["created"].tolist()  # dates stay text, as in pandas
 
-    prefix = connector.read_table(f"s3://{bucket}/in/", environ=env)  # csv and parquet mixed
+    prefix = tables.read_table(f"s3://{bucket}/in/", environ=env)  # csv and parquet mixed
     assert prefix.num_rows == len(TICKETS) + 1
 
-    sample = connector.read_table(f"s3://{bucket}/in/*.csv", environ=env, limit=3,
+    sample = tables.read_table(f"s3://{bucket}/in/*.csv", environ=env, limit=3,
                                   columns=["priority", "ticket_id"]).to_pandas()
     assert sample.columns.tolist() == ["priority", "ticket_id"] and len(sample) == 3
 
     with pytest.raises(StepFailed, match="has no column `prio`") as caught:
-        connector.read_table(f"s3://{bucket}/in/part-0.csv", environ=env, columns=["prio"])
+        tables.read_table(f"s3://{bucket}/in/part-0.csv", environ=env, columns=["prio"])
     assert "priority" in str(caught.value.problems[0].hint)
     with pytest.raises(StepFailed, match=r"no object matches s3://.*/in/\*\.json") as caught:
-        connector.read_table(f"s3://{bucket}/in/*.json", environ=env)
+        tables.read_table(f"s3://{bucket}/in/*.json", environ=env)
     assert "in/part-0.csv" in str(caught.value.problems[0].hint)
     client.put_object(Bucket=bucket, Key="in/text-ids.parquet",
                       Body=TICKETS.head(1).to_parquet(index=False))
     with pytest.raises(StepFailed, match="ticket_id has incompatible types"):
-        connector.read_table(f"s3://{bucket}/in/*.parquet", environ=env)
+        tables.read_table(f"s3://{bucket}/in/*.parquet", environ=env)
     client.put_object(Bucket=bucket, Key="in/other.csv", Body=b"a,b\n1,2\n")
     with pytest.raises(StepFailed, match="unlike"):
-        connector.read_table(f"s3://{bucket}/in/*.csv", environ=env)
+        tables.read_table(f"s3://{bucket}/in/*.csv", environ=env)
     with pytest.raises(StepFailed, match="no object is under"):
-        connector.read_table(f"s3://{bucket}/empty/", environ=env)
+        tables.read_table(f"s3://{bucket}/empty/", environ=env)
 
 
 def test_open_for_read_and_fetch_all(s3_server: Any, env: dict, bucket: str,
@@ -234,6 +237,13 @@ def test_open_for_read_and_fetch_all(s3_server: Any, env: dict, bucket: str,
     assert [p.rsplit("-", 1)[-1] for p in paths] == ["a.csv.gz", "b.csv"]
 
 
+def _to_csv(parquet: str, destination: Path) -> str:
+    """A dataset converted the way both the `file` and the `s3` sink convert it."""
+    artifact = ArtifactFile(parquet, "dataset", "parquet")
+    return FileSink().run(artifact, FileSink.Settings(path=str(destination), format="csv"),
+                          _context(destination.parent, {}))
+
+
 def test_parquet_to_csv_reads_back_like_pandas(tmp_path: Path) -> None:
     frame = TICKETS.assign(
         flag=[True, False, True, True, False],
@@ -243,11 +253,10 @@ def test_parquet_to_csv_reads_back_like_pandas(tmp_path: Path) -> None:
         kind=pd.Categorical(["a", "b", "a", "b", "a"]),
     )
     source = _write_parquet(frame, tmp_path / "f.parquet")
-    for batch_rows in (2, 1000):
-        connector.parquet_to_csv(source, str(tmp_path / "f.csv"), batch_rows=batch_rows)
-        assert (tmp_path / "f.csv").read_text() == frame.to_csv(index=False)
+    _to_csv(source, tmp_path / "f.csv")
+    assert (tmp_path / "f.csv").read_text() == frame.to_csv(index=False)
     extreme = pd.DataFrame({"x": [1e15, 1.3e14, 1e-5, -0.0, 1e300]})  # notation may differ ...
-    connector.parquet_to_csv(_write_parquet(extreme, tmp_path / "x.parquet"), str(tmp_path / "x.csv"))
+    _to_csv(_write_parquet(extreme, tmp_path / "x.parquet"), tmp_path / "x.csv")
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "x.csv"), extreme)  # ... values do not
 
 
@@ -490,23 +499,23 @@ def test_a_limited_read_stops_early_and_compressed_objects_are_read(
         return stream
 
     monkeypatch.setattr(connector.S3, "open_stream", counting)
-    sample = connector.read_table(f"s3://{bucket}/big.csv", environ=env, limit=10).to_pandas()
+    sample = tables.read_table(f"s3://{bucket}/big.csv", environ=env, limit=10).to_pandas()
     assert sample["n"].tolist() == list(range(10))
     assert 0 < fetched[0] < len(body) / 2, (fetched[0], len(body))
-    whole = connector.read_table(f"s3://{bucket}/big.csv.gz", environ=env)
+    whole = tables.read_table(f"s3://{bucket}/big.csv.gz", environ=env)
     assert whole.num_rows == len(rows) and whole.column("n").to_pylist()[-1] == 399_999
-    head = connector.read_table(f"s3://{bucket}/big.csv.gz", environ=env, limit=5)
+    head = tables.read_table(f"s3://{bucket}/big.csv.gz", environ=env, limit=5)
     assert head.column("word").to_pylist() == ["lorem ipsum"] * 5
     multiline = pd.DataFrame({"n": range(50), "text": ["two\nlines\nor three"] * 50})
     client.put_object(Bucket=bucket, Key="lines.csv", Body=multiline.to_csv(index=False).encode())
-    head = connector.read_table(f"s3://{bucket}/lines.csv", environ=env, limit=7)
+    head = tables.read_table(f"s3://{bucket}/lines.csv", environ=env, limit=7)
     assert head.column("n").to_pylist() == list(range(7))
     assert head.column("text").to_pylist()[-1] == "two\nlines\nor three"
 
 
 def test_the_head_of_a_stream_is_read_only_as_far_as_needed() -> None:
     stream = io.BytesIO(b"a\n1\n2\n3\n" * 1000)
-    head = connector._Head(stream, first_read=4)
+    head = tables.Head(stream, first_read=4)
     assert head.lines(2) == b"a\n1\n2\n3\na\n1\n" and stream.tell() == 12
     assert head.lines(3) == b"a\n1\n2\n3\na\n1\n" and stream.tell() == 12  # already there
     assert head.lines(10**6) == b"a\n1\n2\n3\n" * 1000 and head.ended

@@ -594,3 +594,9 @@ def test_credentials_and_redaction():
     policy = RetryPolicy(attempts=5, backoff=0.5, max_backoff=4)
     assert [round(policy.delay(n) / d, 1) <= 1.1 for n, d in ((1, 0.5), (4, 4.0), (9, 4.0))] == [
         True] * 3
+    for retry, expected in ((1, 0.5), (2, 1.0), (3, 2.0), (4, 4.0), (9, 4.0)):
+        waits = [policy.delay(retry) for _ in range(200)]
+        assert min(waits) >= 0.9 * expected, (retry, min(waits))  # backs off, not at once
+        assert max(waits) <= 1.1 * expected, (retry, max(waits))
+    assert policy.delay(1, retry_after=3.0) >= 0.9 * 3.0  # a server's Retry-After is honoured
+    assert policy.delay(1, retry_after=60.0) <= 1.1 * 4.0  # ... up to max_backoff

@@ -15,8 +15,9 @@ from skitflow.expressions import ExpressionError
 from skitflow.plan.planner import build_plan
 from skitflow.recipe.loader import load_recipe_text
 from skitflow.steps.base import StepSettings, TransformStep
+from skitflow.steps.columns import convert_column
 from skitflow.steps.registry import default_registry
-from skitflow.steps.transforms import TRANSFORMS, convert_column
+from skitflow.steps.transforms import TRANSFORMS
 
 STEPS = {step.name: step for step in TRANSFORMS}
 TEXT_DTYPES = [object, "str", "string[pyarrow]"]

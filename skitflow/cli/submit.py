@@ -172,14 +172,14 @@ def _connect(host: str | None, namespace: str | None, experiment: str | None, to
              cookie: str | None, ca_cert: Path | None) -> tuple[Kfp, dict[str, Any]]:
     """Settings by precedence, credentials, retry policy -> a Kfp (nothing is sent yet)."""
     from skitflow.submit import config
-    from skitflow.submit.client import Kfp, RetryPolicy, Target, credentials_from
+    from skitflow.submit.client import Kfp, Target, credentials_from, kfp_policy
 
     settings = config.resolve({"host": host, "namespace": namespace, "experiment": experiment})
     if ca_cert is not None and not ca_cert.is_file():
         raise SkitflowError(f"--ca-cert `{ca_cert}` is not a file")
     target = Target(config.require_host(settings), settings["namespace"].value,
                     credentials_from(token, cookie), str(ca_cert) if ca_cert else None)
-    return Kfp(target, RetryPolicy.from_env(), on_retry=_report_retry), settings
+    return Kfp(target, kfp_policy(), on_retry=_report_retry), settings
 
 
 def _report_retry(what: str, failure: Failure, attempt: int, wait: float) -> None:

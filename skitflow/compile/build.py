@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from skitflow.compile.kfp_compat import import_kfp, import_kfp_kubernetes
+from skitflow.compile.kfp_compat import import_kfp, import_kfp_kubernetes, package_comments
 from skitflow.errors import SkitflowError
 from skitflow.expressions import COMPARISONS
 from skitflow.plan.planner import Condition, Plan, Ref, Task, build_plan
@@ -186,8 +186,6 @@ def compile_plan(plan: Plan) -> Package:
     from google.protobuf import json_format
 
     import_kfp()
-    from kfp.compiler import pipeline_spec_builder
-
     try:
         pipeline = build_pipeline(plan)
     except Exception as exc:  # kfp refused what the plan asked for: a skitflow bug or limit
@@ -197,7 +195,7 @@ def compile_plan(plan: Plan) -> Package:
     platform = pipeline.platform_spec
     if len(platform.platforms) > 0:
         documents.append(json_format.MessageToDict(platform))
-    comments = pipeline_spec_builder.extract_comments_from_pipeline_spec(spec, plan.description or None)
+    comments = package_comments(spec, plan.description or None)
     text = comments + yaml.dump_all(documents, sort_keys=True)
     return Package(plan.name, text, plan)
 

@@ -1,12 +1,23 @@
-"""Import kfp for compiling and running without the parts skitflow does not use there.
+"""Every private kfp API skitflow touches, in one module (kfp 2.17.3 is what it was written for).
 
-`import kfp` also imports `kfp.client`, which pulls in the Kubernetes API client (~0.3 s), and
-`kfp.kubernetes` imports the Kubernetes client again for one function skitflow never calls. Both
-cost every `skitflow compile` and `skitflow run`. kfp has its own switch for the first
-(`_KFP_RUNTIME=true` while `kfp/__init__` runs, which its executor uses in every task); for the
-second, the Kubernetes client is stood in for while `kfp.kubernetes` is imported and loaded only if
-something really uses it. Nothing global is left behind: `kfp.Client` still works (loaded on first
-use), and a later `import kubernetes` gets the real package.
+kfp offers no public way to do these things, so each is named here and each has its own test in
+``tests/test_kfp_compat.py`` that fails naming the installed kfp version when kfp changes it:
+
+- ``_KFP_RUNTIME``: the switch kfp's executor sets so that ``kfp/__init__`` skips importing
+  ``kfp.client`` (and with it the Kubernetes client, ~0.3 s); :func:`import_kfp` uses it for
+  every `skitflow compile` and `skitflow run`. ``kfp.kubernetes`` imports the Kubernetes client
+  again for one function skitflow never calls: :func:`import_kfp_kubernetes` stands in for it
+  while ``kfp.kubernetes`` is imported and loads it only if something really uses it. Nothing
+  global is left behind: ``kfp.Client`` still works (loaded on first use), and a later
+  ``import kubernetes`` gets the real package.
+- ``kfp.compiler.pipeline_spec_builder.extract_comments_from_pipeline_spec``: the comment header
+  kfp's compiler writes above a package (:func:`package_comments`).
+- ``kfp.local.orchestrator``'s ``ConditionEvaluator._resolve_pipeline_channel`` and
+  ``OrchestratorUtils.get_dag_output_artifacts``, patched by :func:`patch_kfp_local` to close two
+  gaps of kfp.local that stop packages Kubeflow runs fine from running locally.
+- ``kfp.Client._load_config``, ``Client._healthz_api`` (and the urllib3 pool manager behind it)
+  and ``Client.get_kfp_healthz``, adjusted by :func:`client_class` so that skitflow's retry policy
+  is the only one; ``kfp.client.set_volume_credentials`` for the service-account token file.
 """
 
 from __future__ import annotations
@@ -17,19 +28,22 @@ import sys
 import types
 from typing import Any
 
+#: kfp/__init__ skips `from kfp.client import Client` while this is "true" (its executor sets it).
+KFP_RUNTIME_VARIABLE = "_KFP_RUNTIME"
+
 
 def import_kfp() -> types.ModuleType:
     """`kfp`, without importing `kfp.client` until someone asks for it."""
     if "kfp" not in sys.modules:
-        previous = os.environ.get("_KFP_RUNTIME")
-        os.environ["_KFP_RUNTIME"] = "true"  # kfp/__init__.py then skips `from kfp.client import Client`
+        previous = os.environ.get(KFP_RUNTIME_VARIABLE)
+        os.environ[KFP_RUNTIME_VARIABLE] = "true"
         try:
             import kfp  # noqa: F401
         finally:
             if previous is None:
-                del os.environ["_KFP_RUNTIME"]
+                del os.environ[KFP_RUNTIME_VARIABLE]
             else:
-                os.environ["_KFP_RUNTIME"] = previous
+                os.environ[KFP_RUNTIME_VARIABLE] = previous
         sys.modules["kfp"].__getattr__ = _kfp_attribute  # type: ignore[attr-defined,method-assign]
     return sys.modules["kfp"]
 
@@ -68,3 +82,128 @@ def import_kfp_kubernetes() -> types.ModuleType:
         for name, stand_in in (("kubernetes.client", client), ("kubernetes", package)):
             if sys.modules.get(name) is stand_in:
                 del sys.modules[name]
+
+
+# -- compile -------------------------------------------------------------------------------------
+
+
+def package_comments(spec: dict[str, Any], description: str | None) -> str:
+    """The comment block kfp's compiler writes above a package (inputs, outputs, description)."""
+    import_kfp()
+    from kfp.compiler import pipeline_spec_builder
+
+    return str(pipeline_spec_builder.extract_comments_from_pipeline_spec(spec, description))
+
+
+# -- kfp.local -----------------------------------------------------------------------------------
+
+
+def patch_kfp_local() -> None:
+    """Fix two gaps in kfp.local 2.17.3; idempotent, applied only inside `skitflow run`.
+
+    1. Conditions on task outputs: kfp names such a channel `pipelinechannel--<task>-<output>`,
+       but kfp.local's condition evaluator only recognises `<task>--<output>` and otherwise looks
+       for a pipeline input, so every `dsl.If` on a task output (data conditions, gates) was False.
+    2. `dsl.OneOf` over artifacts: a dsl.If/dsl.Else group's output selects from one producer per
+       branch; kfp.local refuses any selector list longer than one. The branch that ran is taken.
+
+    The package itself is unchanged.
+    """
+    from kfp.local.orchestrator import enhanced_dag_orchestrator as dag
+    from kfp.local.orchestrator import orchestrator_utils
+
+    evaluator = dag.ConditionEvaluator
+    if not getattr(evaluator._resolve_pipeline_channel, "_skitflow", False):
+        original = evaluator._resolve_pipeline_channel
+
+        def resolve(channel_ref: str, io_store: Any) -> Any:
+            name = channel_ref.replace("pipelinechannel--", "")
+            for cut in [i for i, char in enumerate(name) if char == "-"][::-1]:
+                try:
+                    return io_store.get_task_output(name[:cut], name[cut + 1:])
+                except (ValueError, KeyError):
+                    continue
+            return original(channel_ref, io_store)
+
+        resolve._skitflow = True  # type: ignore[attr-defined]
+        evaluator._resolve_pipeline_channel = staticmethod(resolve)
+
+    utils = orchestrator_utils.OrchestratorUtils
+    if not getattr(utils.get_dag_output_artifacts, "_skitflow", False):
+
+        def get_dag_output_artifacts(cls: Any, dag_outputs_spec: Any, io_store: Any) -> dict[str, Any]:
+            outputs = {}
+            for key, spec in dag_outputs_spec.artifacts.items():
+                for selector in spec.artifact_selectors:  # one per branch: the one that ran
+                    try:
+                        outputs[key] = io_store.get_task_output(
+                            selector.producer_subtask, selector.output_artifact_key)
+                        break
+                    except ValueError:
+                        continue
+                else:
+                    raise ValueError(f"no branch produced the output artifact `{key}`")
+            return outputs
+
+        get_dag_output_artifacts._skitflow = True  # type: ignore[attr-defined]
+        utils.get_dag_output_artifacts = classmethod(get_dag_output_artifacts)
+
+
+# -- kfp.Client ----------------------------------------------------------------------------------
+
+
+_CLIENT_CLASSES: dict[float, type] = {}
+
+
+def client_class(timeout: float) -> type:
+    """kfp.Client, adjusted so that skitflow's retry policy is the only one.
+
+    - healthz is tried once (kfp would try 5 times, 5 s apart, before saying anything), and its
+      answer is kept for :func:`client_healthz`;
+    - urllib3 retries nothing and follows no redirects (a redirect means a login page);
+    - every request has a timeout (kfp sets none, so a hung proxy would hang the submit):
+      call :func:`set_request_timeout` on a new client.
+    """
+    if timeout in _CLIENT_CLASSES:
+        return _CLIENT_CLASSES[timeout]
+    import_kfp()
+    import urllib3
+    from kfp.client import Client
+
+    from skitflow.util.retry import no_urllib3_retries
+
+    class SkitflowClient(Client):  # type: ignore[misc]
+        def _load_config(self, *args: Any, **kwargs: Any) -> Any:
+            config = super()._load_config(*args, **kwargs)
+            config.retries = no_urllib3_retries()
+            return config
+
+        def get_kfp_healthz(self, sleep_duration: int = 0) -> Any:
+            set_request_timeout(self)
+            self._skitflow_healthz = self._healthz_api.healthz_service_get_healthz()
+            return self._skitflow_healthz
+
+        def _skitflow_timeout(self) -> Any:
+            return urllib3.Timeout(connect=min(timeout, 15.0), read=timeout)
+
+    _CLIENT_CLASSES[timeout] = SkitflowClient
+    return SkitflowClient
+
+
+def set_request_timeout(client: Any) -> None:
+    """Give every request of a :func:`client_class` client its timeout (one shared pool)."""
+    pool = client._healthz_api.api_client.rest_client.pool_manager
+    pool.connection_pool_kw["timeout"] = client._skitflow_timeout()
+
+
+def client_healthz(client: Any) -> Any:
+    """The healthz answer a :func:`client_class` client got at construction, or None."""
+    return getattr(client, "_skitflow_healthz", None)
+
+
+def service_account_credentials(token_path: str) -> Any:
+    """kfp's credentials that re-read a projected service-account token file on every request."""
+    import_kfp()
+    from kfp.client.set_volume_credentials import ServiceAccountTokenVolumeCredentials
+
+    return ServiceAccountTokenVolumeCredentials(token_path)

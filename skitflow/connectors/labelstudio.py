@@ -6,15 +6,17 @@ their shape: a legacy token (40 hex characters) is sent as ``Authorization: Toke
 personal access token is a JWT *refresh* token, exchanged at ``POST /api/token/refresh`` for an
 access token that lives a few minutes and is sent as ``Bearer``; it is refreshed when it runs out.
 
-Every call has a timeout. Connection failures are retried for every method (the request never
-left); timeouts, 5xx and 429 are retried for idempotent methods through urllib3's ``Retry``, and a
-POST refused with 429 is sent again after the wait the server asks for. Failures become
+Every call has a timeout. Retries follow the shared :class:`~skitflow.util.retry.RetryPolicy`
+(SKITFLOW_RETRY_*): connection failures are retried for every method (the request never left);
+timeouts, 5xx and 429 are retried for idempotent methods through urllib3's ``Retry`` built from
+that policy, and a POST refused with 429 is sent again after the wait the server asks for. Failures become
 :class:`~skitflow.errors.RemoteError` naming the server and the variable to check, never the token.
 """
 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import os
 import re
@@ -23,6 +25,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from skitflow.errors import RemoteError, did_you_mean
+from skitflow.util.retry import RetryPolicy
 
 if TYPE_CHECKING:
     import requests
@@ -77,14 +80,14 @@ class LabelStudioClient:
         token: str,
         *,
         token_env: str = TOKEN_ENVS[0],
-        timeout: float = 60.0,
+        timeout: float | None = None,
         connect_timeout: float = 5.0,
-        retries: int = 3,
-        backoff: float = 0.5,
+        retries: int | None = None,
+        backoff: float | None = None,
+        policy: RetryPolicy | None = None,
     ) -> None:
         import requests
         from requests.adapters import HTTPAdapter
-        from urllib3.util.retry import Retry
 
         if not re.match(r"https?://[^/\s]+", url or ""):
             raise RemoteError(
@@ -95,28 +98,23 @@ class LabelStudioClient:
             raise RemoteError(f"labelstudio: the API token in `{token_env}` is empty")
         self.url = url.rstrip("/")
         self.token_env = token_env
-        self.timeout = timeout
+        policy = policy or RetryPolicy.from_env()
+        if retries is not None:
+            policy = policy.with_attempts(retries + 1)
+        if backoff is not None:
+            policy = dataclasses.replace(policy, backoff=backoff)
+        if timeout is not None:
+            policy = dataclasses.replace(policy, timeout=timeout)
+        self.policy = policy
+        self.timeout = policy.timeout
         self.connect_timeout = connect_timeout
-        self.retries = retries
-        self.backoff = backoff
+        self.retries = policy.attempts - 1
         self._token = token.strip()
         self.kind: TokenKind = token_kind(self._token)
         self._access: str | None = self._token if self.kind == "access" else None
         self._access_expiry = _jwt_expiry(self._token) if self.kind == "access" else None
-        retry = Retry(
-            total=retries,
-            connect=retries,
-            read=retries,
-            status=retries,
-            other=0,
-            backoff_factor=backoff,
-            backoff_max=10,
-            status_forcelist=RETRY_STATUSES,
-            # POST is not idempotent: only retried when the connection failed (nothing was sent)
-            allowed_methods=frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"}),
-            raise_on_status=False,
-            respect_retry_after_header=True,
-        )
+        # POST is not idempotent: only retried when the connection failed (nothing was sent)
+        retry = policy.urllib3_retry(RETRY_STATUSES)
         self._session = requests.Session()
         adapter = HTTPAdapter(max_retries=retry)
         self._session.mount("http://", adapter)
@@ -135,6 +133,7 @@ class LabelStudioClient:
         for name in TOKEN_ENVS:
             token = (environ.get(name) or "").strip()
             if token:
+                options.setdefault("policy", RetryPolicy.from_env(environ))
                 return cls(url, token, token_env=name, **options)
         raise RemoteError(
             f"labelstudio: no API token: set `{TOKEN_ENVS[0]}` (or `{TOKEN_ENVS[1]}`)",
@@ -171,17 +170,19 @@ class LabelStudioClient:
         Status codes in `ok` are returned to the caller instead of raising.
         """
         refreshed = False
-        busy_retries = 0
+        busy = self.policy.start()  # a POST refused with 429 was not handled: send it again
         while True:
+            busy.tried()
             response = self._send(method, path, what, params, json_body, timeout)
             if response.status_code == 401 and self.kind == "refresh" and not refreshed:
                 self._access = None  # the access token ran out early: get a new one, once
                 refreshed = True
                 continue
-            if response.status_code == 429 and method == "POST" and busy_retries < self.retries:
-                busy_retries += 1
-                time.sleep(_retry_after(response, self.backoff * 2**busy_retries))
-                continue
+            if response.status_code == 429 and method == "POST":
+                wait = busy.next_wait(_retry_after(response))
+                if wait is not None:
+                    time.sleep(wait)
+                    continue
             if response.status_code < 400 or response.status_code in ok:
                 return response
             raise self._http_error(response, what)
@@ -491,11 +492,12 @@ def _detail(response: requests.Response) -> str:
     return json.dumps(body)[:300]
 
 
-def _retry_after(response: requests.Response, default: float) -> float:
+def _retry_after(response: requests.Response) -> float | None:
+    """The server's Retry-After in seconds, if it sent one as a number."""
     try:
-        return min(30.0, max(0.0, float(response.headers.get("Retry-After", default))))
-    except ValueError:
-        return default
+        return max(0.0, float(response.headers["Retry-After"]))
+    except (KeyError, ValueError):
+        return None
 
 
 def _timed_out(exc: Exception) -> bool:

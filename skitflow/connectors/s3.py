@@ -4,8 +4,9 @@ Where and who come from the environment at run time only, never from a recipe: t
 ``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY`` / ``AWS_SESSION_TOKEN`` / ``AWS_DEFAULT_REGION``
 (or any other credential boto3 finds: a profile, a web identity on Kubernetes), and
 ``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL`` / ``S3_ENDPOINT_URL`` for a server that is not AWS,
-which is then addressed path-style. ``AWS_MAX_ATTEMPTS`` bounds the retries of transient faults
-(default 5, with botocore's "standard" exponential backoff).
+which is then addressed path-style. Transient faults are retried under the shared
+:class:`~skitflow.util.retry.RetryPolicy` (SKITFLOW_RETRY_ATTEMPTS, or botocore's own
+``AWS_MAX_ATTEMPTS``, counts the tries; the waits are botocore's "standard" exponential backoff).
 
 Uploads go through boto3's managed transfer, so a big file goes up in parts, in parallel. An
 object only becomes visible under its key once the whole upload completed (S3 never shows a
@@ -21,23 +22,20 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import csv
 import dataclasses
 import hashlib
-import io
 import math
 import os
 import re
-import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 
+from skitflow.connectors.s3_errors import ErrorTranslator, error_code, exists_error, with_code
 from skitflow.errors import RemoteError, StepFailed, did_you_mean
-
-if TYPE_CHECKING:
-    import pyarrow as pa
+from skitflow.util.globs import glob_pattern, glob_prefix, is_glob
+from skitflow.util.retry import RetryPolicy
 
 __all__ = [
     "S3",
@@ -47,29 +45,20 @@ __all__ = [
     "endpoint_from_env",
     "fetch_all",
     "is_s3_uri",
+    "local_name",
     "open_for_read",
     "parse_uri",
-    "read_table",
     "upload",
 ]
 
 MiB = 1024 * 1024
-DEFAULT_MAX_ATTEMPTS = 5
 CONNECT_TIMEOUT_S = 10
-READ_TIMEOUT_S = 60
 DEFAULT_CONCURRENCY = 10
 DEFAULT_PART_SIZE = 16 * MiB
 DEFAULT_MULTIPART_THRESHOLD = 64 * MiB
 
 ENDPOINT_VARIABLES = ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "S3_ENDPOINT_URL")
-CREDENTIAL_VARIABLES = "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN if used)"
-_SECRET_VARIABLES = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN",
-                     "AWS_ACCESS_KEY_ID")
-_GLOB_CHARACTERS = "*?["
 _BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]$")
-_COMPRESSIONS = {".gz": "gzip", ".bz2": "bz2", ".zst": "zstd", ".lz4": "lz4"}
-_CSV_EXTENSIONS = (".csv", ".tsv", ".txt")
-_PARQUET_EXTENSIONS = (".parquet", ".pq")
 
 
 # -- addresses ----------------------------------------------------------------------------------
@@ -91,7 +80,7 @@ class S3Uri:
 
     @property
     def is_glob(self) -> bool:
-        return any(c in self.key for c in _GLOB_CHARACTERS)
+        return is_glob(self.key)
 
     def with_key(self, key: str) -> S3Uri:
         return S3Uri(self.bucket, key)
@@ -149,139 +138,9 @@ def endpoint_from_env(environ: Mapping[str, str]) -> str | None:
     return None
 
 
-def _max_attempts(environ: Mapping[str, str]) -> int:
-    try:
-        return max(1, int(environ.get("AWS_MAX_ATTEMPTS") or DEFAULT_MAX_ATTEMPTS))
-    except ValueError:
-        return DEFAULT_MAX_ATTEMPTS
-
-
-def _scrub(text: str, environ: Mapping[str, str]) -> str:
-    """Belt and braces: remove credential values should a server ever echo one back."""
-    for name in _SECRET_VARIABLES:
-        value = environ.get(name) or os.environ.get(name)
-        if value and len(value) >= 4:
-            text = text.replace(value, "***")
-    return text
-
-
-# -- errors -------------------------------------------------------------------------------------
-
-
-def _error_code(error: BaseException) -> str:
-    response = getattr(error, "response", None) or {}
-    code = str((response.get("Error") or {}).get("Code") or "")
-    if not code:
-        code = str((response.get("ResponseMetadata") or {}).get("HTTPStatusCode") or "")
-    return code
-
-
-def exists_error(uri: S3Uri | str) -> StepFailed:
-    return StepFailed(
-        f"s3: {uri} already exists and `overwrite` is false",
-        hint="change the uri (e.g. add {{ run.id }}) or set `overwrite: true`",
-    )
-
-
-class _Translator:
-    """Turns botocore / s3transfer exceptions into RemoteError messages a user can act on."""
-
-    def __init__(self, endpoint: str, attempts: int, environ: Mapping[str, str]) -> None:
-        self.endpoint = endpoint
-        self.attempts = attempts
-        self.environ = environ
-
-    def __call__(self, error: BaseException, action: str, uri: S3Uri | str) -> RemoteError:
-        from botocore import exceptions as bx
-
-        last = getattr(error, "last_exception", None)  # s3transfer: retries of a download ran out
-        if isinstance(last, BaseException):
-            error = last
-        where = f"while {action} {uri}"
-        tries = f"after {self.attempts} attempt{'s' if self.attempts != 1 else ''}"
-        endpoint_hint = (
-            "check that the server runs and that AWS_ENDPOINT_URL (or AWS_ENDPOINT_URL_S3) "
-            "points at it"
-        )
-        # `skitflow run` shows a failed step's message, not its hint: the message says what to do.
-        if isinstance(error, bx.NoCredentialsError | bx.PartialCredentialsError):
-            return RemoteError(
-                f"s3: no usable credentials {where}; set {CREDENTIAL_VARIABLES}",
-                hint="or AWS_PROFILE, or run where boto3 finds credentials (a web identity)",
-            )
-        if isinstance(error, bx.ConnectionError):
-            return RemoteError(
-                f"s3: cannot reach the S3 endpoint {self.endpoint} {where} ({tries}); "
-                "is the server running, and does AWS_ENDPOINT_URL point at it?",
-                hint=endpoint_hint,
-            )
-        if isinstance(error, bx.ReadTimeoutError | bx.ConnectionClosedError | bx.HTTPClientError):
-            return RemoteError(
-                f"s3: the connection to {self.endpoint} broke off {where} ({tries}: "
-                f"{type(error).__name__}); nothing was written under the key",
-                hint=endpoint_hint,
-            )
-        if isinstance(error, bx.ClientError):
-            return self._client_error(error, action, uri, where, tries)
-        if isinstance(error, OSError):
-            return RemoteError(f"s3: local file error {where}: {error}")
-        text = _scrub(f"{type(error).__name__}: {error}", self.environ)
-        return RemoteError(f"s3: {action} {uri} failed: {text}")
-
-    def _client_error(self, error: Any, action: str, uri: S3Uri | str, where: str,
-                      tries: str) -> RemoteError:
-        code = _error_code(error)
-        bucket = uri.bucket if isinstance(uri, S3Uri) else str(uri)
-        message = _scrub(str((error.response.get("Error") or {}).get("Message") or ""),
-                         self.environ)
-        if code in ("NoSuchBucket",):
-            return RemoteError(
-                f"s3: bucket `{bucket}` does not exist at {self.endpoint} ({where}); create it "
-                "or fix the bucket name in `uri`",
-            )
-        if code in ("NoSuchKey", "404", "NotFound"):
-            return RemoteError(f"s3: no object {uri} ({where})")
-        if code == "InvalidAccessKeyId":
-            return RemoteError(
-                f"s3: the server does not know the access key id ({code}) {where}; check "
-                "AWS_ACCESS_KEY_ID",
-                hint=f"and AWS_SECRET_ACCESS_KEY, for the server at {self.endpoint}",
-            )
-        if code == "SignatureDoesNotMatch":
-            return RemoteError(
-                f"s3: the secret key does not match the access key id ({code}) {where}; check "
-                "AWS_SECRET_ACCESS_KEY",
-                hint=f"and AWS_ACCESS_KEY_ID, for the server at {self.endpoint}",
-            )
-        if code in ("ExpiredToken", "InvalidToken", "TokenRefreshRequired"):
-            return RemoteError(
-                f"s3: the session token was refused ({code}) {where}; refresh the credentials "
-                "(AWS_SESSION_TOKEN)",
-            )
-        if code in ("AccessDenied", "403", "AllAccessDisabled", "Forbidden"):
-            verb = "s3:PutObject" if action.startswith(("writ", "upload")) else "s3:GetObject"
-            return RemoteError(
-                f"s3: access denied {where} ({code}); the credentials in AWS_ACCESS_KEY_ID / "
-                f"AWS_SECRET_ACCESS_KEY may lack {verb} on bucket `{bucket}`",
-                hint="or s3:ListBucket, which a listing (prefix, glob, overwrite check) needs",
-            )
-        if code in ("BadDigest", "InvalidDigest", "XAmzContentSHA256Mismatch"):
-            return RemoteError(
-                f"s3: the data was damaged in transit {where} ({code}); nothing was written",
-                hint="run again; if it persists, check proxies between here and the server",
-            )
-        if code in ("RequestTimeTooSkewed",):
-            return RemoteError(f"s3: this machine's clock is off ({code}) {where}",
-                               hint="synchronise the clock (NTP)")
-        if code in ("SlowDown", "ServiceUnavailable", "InternalError", "500", "502", "503",
-                    "504"):
-            return RemoteError(
-                f"s3: the server at {self.endpoint} kept failing {where} ({code}, {tries}); run "
-                "again later",
-                hint="the service is overloaded or down; AWS_MAX_ATTEMPTS raises the retries",
-            )
-        detail = f"{code}: {message}" if message else code or type(error).__name__
-        return RemoteError(f"s3: {action} {uri} failed: {detail}")
+def retry_policy(environ: Mapping[str, str]) -> RetryPolicy:
+    """The shared retry policy; botocore's own AWS_MAX_ATTEMPTS sets the tries when given."""
+    return RetryPolicy.from_env(environ, extra={"AWS_MAX_ATTEMPTS": "attempts"})
 
 
 # -- the client ---------------------------------------------------------------------------------
@@ -301,12 +160,15 @@ class S3:
         env = os.environ if environ is None else environ
         self.environ = env
         self.endpoint_url = endpoint_from_env(env)
-        self.max_attempts = max_attempts or _max_attempts(env)
+        policy = retry_policy(env)
+        if max_attempts:
+            policy = policy.with_attempts(max_attempts)
+        self.max_attempts = policy.attempts
         self.concurrency = concurrency
         config = Config(
-            retries={"max_attempts": self.max_attempts, "mode": "standard"},
+            retries=policy.botocore_retries(),
             connect_timeout=CONNECT_TIMEOUT_S,
-            read_timeout=READ_TIMEOUT_S,
+            read_timeout=policy.timeout,
             max_pool_connections=max(10, concurrency + 2),
             s3={"addressing_style": "path"} if self.endpoint_url else {},
             signature_version="s3v4",
@@ -329,7 +191,7 @@ class S3:
             raise RemoteError(f"s3: the endpoint URL is not valid: {exc}",
                               hint="fix AWS_ENDPOINT_URL (e.g. http://127.0.0.1:8333)") from None
         self.endpoint = str(self.client.meta.endpoint_url)
-        self.error = _Translator(self.endpoint, self.max_attempts, env)
+        self.error = ErrorTranslator(self.endpoint, self.max_attempts, env)
 
     # -- lookups ---------------------------------------------------------------------------
 
@@ -340,7 +202,7 @@ class S3:
         try:
             return self.client.head_object(Bucket=uri.bucket, Key=uri.key, ChecksumMode="ENABLED")
         except ClientError as exc:
-            code = _error_code(exc)
+            code = error_code(exc)
             if code in ("404", "NoSuchKey", "NotFound"):
                 return None
             if code in ("403", "400"):  # a HEAD has no error body: ask again to learn why
@@ -356,9 +218,9 @@ class S3:
         try:
             self.client.head_bucket(Bucket=uri.bucket)
         except ClientError as exc:
-            code = _error_code(exc)
+            code = error_code(exc)
             if code in ("404", "NoSuchBucket", "NotFound"):
-                raise self.error(_with_code(exc, "NoSuchBucket"), action, uri) from None
+                raise self.error(with_code(exc, "NoSuchBucket"), action, uri) from None
             if code in ("403", "400"):
                 error = self._explain(uri, action)
                 if error is None:
@@ -377,7 +239,7 @@ class S3:
         try:
             self.client.list_objects_v2(Bucket=uri.bucket, Prefix=uri.key, MaxKeys=1)
         except Exception as exc:
-            if _error_code(exc) in ("AccessDenied", "403"):
+            if error_code(exc) in ("AccessDenied", "403"):
                 return None
             return self.error(exc, action, uri)
         return None
@@ -389,8 +251,8 @@ class S3:
         `.` below a plain prefix (job markers such as _SUCCESS, hidden temporary files).
         """
         if uri.is_glob:
-            prefix = uri.key[: min(uri.key.find(c) for c in _GLOB_CHARACTERS if c in uri.key)]
-            pattern: re.Pattern[str] | None = _glob_pattern(uri.key)
+            prefix = glob_prefix(uri.key)
+            pattern: re.Pattern[str] | None = glob_pattern(uri.key)
         else:
             prefix, pattern = uri.key, None
         found = []
@@ -502,7 +364,7 @@ class S3:
             with self._transfer_manager(multipart_threshold, part_size) as manager:
                 manager.upload(path, uri.bucket, uri.key, extra, subscribers).result()
         except Exception as exc:
-            if not overwrite and _error_code(exc) == "PreconditionFailed":
+            if not overwrite and error_code(exc) == "PreconditionFailed":
                 raise exists_error(uri) from None
             raise self.error(exc, "writing", uri) from None
         finally:
@@ -548,7 +410,7 @@ class S3:
                 manager.download(obj.uri.bucket, obj.uri.key, path, {"ChecksumMode": "ENABLED"},
                                  subscribers).result()
         except Exception as exc:
-            if _error_code(exc) in ("404", "NoSuchKey"):
+            if error_code(exc) in ("404", "NoSuchKey"):
                 raise self._missing_object(obj.uri) from None
             raise self.error(exc, "reading", obj.uri) from None
         return path
@@ -559,45 +421,13 @@ class S3:
             return self.client.get_object(Bucket=uri.bucket, Key=uri.key,
                                           ChecksumMode="ENABLED")["Body"]
         except Exception as exc:
-            if _error_code(exc) in ("404", "NoSuchKey"):
+            if error_code(exc) in ("404", "NoSuchKey"):
                 raise self._missing_object(uri) from None
             raise self.error(exc, "reading", uri) from None
 
 
 def _if_none_match(params: dict[str, Any], **_: Any) -> None:
     params["IfNoneMatch"] = "*"
-
-
-def _with_code(exc: Any, code: str) -> Any:
-    """A HEAD error carries only its HTTP status; give it the code it stands for."""
-    exc.response.setdefault("Error", {})["Code"] = code
-    return exc
-
-
-def _glob_pattern(pattern: str) -> re.Pattern[str]:
-    """A glob over keys: * and ? stay within one folder level, ** crosses levels."""
-    out, i = [], 0
-    while i < len(pattern):
-        c = pattern[i]
-        if pattern.startswith("**", i):
-            out.append(".*")
-            i += 2
-            continue
-        if c == "*":
-            out.append("[^/]*")
-        elif c == "?":
-            out.append("[^/]")
-        elif c == "[" and "]" in pattern[i + 2:]:
-            end = pattern.index("]", i + 2)
-            inner = pattern[i + 1:end]
-            inner = "^" + inner[1:] if inner.startswith("!") else inner
-            out.append("[" + inner.replace("\\", "\\\\") + "]")
-            i = end + 1
-            continue
-        else:
-            out.append(re.escape(c))
-        i += 1
-    return re.compile("".join(out) + r"\Z")
 
 
 def sha256_checksum(path: str, part_size: int | None) -> tuple[str, int]:
@@ -633,187 +463,12 @@ def upload(path: str, uri: str, *, overwrite: bool = True, content_type: str | N
                               progress=progress)
 
 
-def parquet_to_csv(source: str, destination: str, batch_rows: int = 64 * 1024) -> int:
-    """Convert Parquet to CSV batch by batch (bounded memory); returns the number of rows.
-
-    Each batch becomes text with pyarrow compute kernels, vectorised, and is written as one
-    buffer. The CSV is the one pandas writes (the `file` sink's) for text, integers, booleans,
-    dates and timestamps, quoting only values that need it; floats carry the same values and
-    stay floats (`1.0`, not `1`), though very large or small ones may use another notation.
-    """
-    import pyarrow.parquet as pq
-
-    parquet = pq.ParquetFile(source)
-    styles = _timestamp_styles(parquet, batch_rows)
-    single = len(parquet.schema_arrow.names) == 1
-    rows = 0
-    with open(destination, "wb") as raw:
-        header = io.StringIO()
-        csv.writer(header, lineterminator="\n").writerow(parquet.schema_arrow.names)
-        raw.write(header.getvalue().encode("utf-8"))
-        for batch in parquet.iter_batches(batch_size=batch_rows, use_pandas_metadata=False):
-            if batch.num_rows:
-                _write_text(raw, _csv_lines(batch, styles, single))
-            rows += batch.num_rows
-    return rows
-
-
-def _csv_lines(batch: Any, styles: Mapping[str, str], single: bool) -> Any:
-    """One string per row, `\n` included: the cells as pandas prints them, joined by commas."""
-    import pyarrow.compute as pc
-
-    cells = [_cell_text(column, field, styles.get(field.name))
-             for field, column in zip(batch.schema, batch.columns, strict=True)]
-    if single:  # Python's csv writes a lone empty field as "" so the line is not blank
-        cells = [pc.if_else(pc.equal(cells[0], ""), '""', cells[0])]
-    line = pc.binary_join_element_wise(*cells, ",") if len(cells) > 1 else cells[0]
-    return pc.binary_join_element_wise(line, "", "\n")
-
-
-def _cell_text(column: Any, field: Any, time_style: str | None) -> Any:
-    """A column as CSV text: pandas' spelling of values, nulls empty, quotes where needed."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    kind = field.type
-    if pa.types.is_dictionary(kind):
-        column, kind = column.cast(kind.value_type), kind.value_type
-    if pa.types.is_floating(kind):
-        text = column.cast(pa.string())
-        whole = pc.match_substring_regex(text, r"^-?[0-9]+$")
-        text = pc.if_else(whole, pc.binary_join_element_wise(text, ".0", ""), text)
-        text = pc.replace_substring_regex(text, "e([+-])([0-9])$", "e\\10\\2")  # 1e-07
-    elif pa.types.is_boolean(kind):
-        text = pc.if_else(column, "True", "False")
-    elif time_style is not None:
-        text = _timestamp_text(column, time_style)
-    elif pa.types.is_string(kind) or pa.types.is_large_string(kind):
-        text = column
-    else:
-        try:
-            text = column.cast(pa.string())
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            raise StepFailed(
-                f"s3: column `{field.name}` ({kind}) cannot be written as CSV",
-                hint="write the dataset as parquet, or drop or cast the column first",
-            ) from None
-    text = text.cast(pa.string())  # one text type for the kernels below (a batch is < 2 GiB)
-    needs_quotes = pc.match_substring_regex(text, '[,"\r\n]')
-    if pc.any(needs_quotes).as_py():
-        quoted = pc.binary_join_element_wise('"', pc.replace_substring(text, '"', '""'), '"', "")
-        text = pc.if_else(needs_quotes, quoted, text)
-    return pc.fill_null(text, "")
-
-
-def _write_text(raw: Any, lines: Any) -> None:
-    """Write a string array's characters, which are the lines back to back, in one call."""
-    import numpy as np
-    import pyarrow as pa
-
-    offsets_type = np.int64 if pa.types.is_large_string(lines.type) else np.int32
-    _, offsets, data = lines.buffers()
-    bounds = np.frombuffer(offsets, dtype=offsets_type)
-    start, end = int(bounds[lines.offset]), int(bounds[lines.offset + len(lines)])
-    raw.write(memoryview(data)[start:end])
-
-
-_TIME_STYLES = ("date", "s", "ms", "us", "ns")  # coarsest first
-
-
-def _timestamp_styles(parquet: Any, batch_rows: int) -> dict[str, str]:
-    """How pandas prints each naive timestamp column: a date, or times to the finest unit used.
-
-    pandas decides per column, so this reads the timestamp columns once beforehand (only
-    them: Parquet stores columns apart); then every batch prints alike.
-    """
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    schema = parquet.schema_arrow
-    names = [f.name for f in schema if pa.types.is_timestamp(f.type) and f.type.tz is None]
-    if not names or len(set(schema.names)) != len(schema.names):
-        return {}
-    styles = dict.fromkeys(names, 0)  # index into _TIME_STYLES
-    for batch in parquet.iter_batches(batch_size=batch_rows, columns=names):
-        for name in names:
-            column = batch.column(name)
-            while styles[name] < len(_TIME_STYLES) - 1:
-                style = _TIME_STYLES[styles[name]]
-                coarse = pa.date32() if style == "date" else pa.timestamp(style)
-                same = pc.equal(column.cast(coarse, safe=False).cast(column.type), column)
-                if pc.all(same).as_py() is not False:  # None: only nulls
-                    break
-                styles[name] += 1
-    return {name: _TIME_STYLES[index] for name, index in styles.items()}
-
-
-def _timestamp_text(column: Any, style: str) -> Any:
-    """`2024-01-01`, `2024-01-01 10:00:00` or `... 10:00:00.500`, as pandas prints them."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    if style == "date":
-        return column.cast(pa.date32(), safe=False).cast(pa.string())
-    return pc.strftime(column.cast(pa.timestamp(style), safe=False), format="%Y-%m-%d %H:%M:%S")
-
-
-def csv_to_parquet(source: str, destination: str) -> int:
-    """Convert CSV to Parquet with pyarrow (types inferred over the whole file, as pandas does)."""
-    import pyarrow.csv as pacsv
-    import pyarrow.parquet as pq
-
-    table = pacsv.read_csv(source, convert_options=pacsv.ConvertOptions(strings_can_be_null=True))
-    pq.write_table(table, destination, compression="snappy")
-    return table.num_rows
-
-
-# -- reading objects as tables --------------------------------------------------------------------
-
-
-def object_format(key: str, declared: str = "auto") -> str:
-    """`csv` or `parquet` for an object, from `declared` or else from its extension."""
-    if declared != "auto":
-        return declared
-    name = key.lower()
-    for suffix in _COMPRESSIONS:
-        if name.endswith(suffix):
-            name = name[: -len(suffix)]
-    if name.endswith(_PARQUET_EXTENSIONS):
-        return "parquet"
-    if name.endswith(_CSV_EXTENSIONS):
-        return "csv"
-    raise StepFailed(
-        f"s3: cannot tell the format of s3 object `{key}` from its name",
-        hint="set `format: csv` or `format: parquet`",
-    )
-
-
-def _separator(key: str, sep: str | None) -> str:
-    if sep:
-        return sep
-    base = key.lower()
-    for suffix in _COMPRESSIONS:
-        base = base.removesuffix(suffix)
-    return "\t" if base.endswith(".tsv") else ","
-
-
-def _local_name(directory: str, obj: ObjectInfo) -> str:
+def local_name(directory: str, obj: ObjectInfo) -> str:
     """A fresh local file named like the object (its extension tells pyarrow the compression)."""
     base = os.path.basename(obj.uri.key) or "object"
     handle, path = tempfile.mkstemp(prefix=".s3-", suffix="-" + base[-80:], dir=directory)
     os.close(handle)
     return path
-
-
-@contextlib.contextmanager
-def _scratch(directory: str | None) -> Iterator[str]:
-    if directory:
-        os.makedirs(directory, exist_ok=True)
-    folder = tempfile.mkdtemp(prefix=".skitflow-s3-", dir=directory or None)
-    try:
-        yield folder
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 def fetch_all(uri: str, directory: str, *, environ: Mapping[str, str] | None = None,
@@ -825,7 +480,7 @@ def fetch_all(uri: str, directory: str, *, environ: Mapping[str, str] | None = N
     """
     s3 = client or S3(environ)
     os.makedirs(directory, exist_ok=True)
-    return [s3.download(obj, _local_name(directory, obj)) for obj in s3.resolve(parse_uri(uri))]
+    return [s3.download(obj, local_name(directory, obj)) for obj in s3.resolve(parse_uri(uri))]
 
 
 def open_for_read(uri: str, directory: str | None = None, *,
@@ -842,247 +497,7 @@ def open_for_read(uri: str, directory: str | None = None, *,
         raise StepFailed(f"s3: {uri} matches {len(objects)} objects ({shown}); expected one")
     folder = directory or tempfile.mkdtemp(prefix="skitflow-s3-")
     os.makedirs(folder, exist_ok=True)
-    return s3.download(objects[0], _local_name(folder, objects[0]))
-
-
-def read_table(uri: str, *, format: str = "auto", columns: Sequence[str] | None = None,
-               text_columns: Sequence[str] = (), limit: int | None = None,
-               sep: str | None = None, encoding: str = "utf-8", directory: str | None = None,
-               environ: Mapping[str, str] | None = None,
-               log: Callable[[str], None] | None = None) -> pa.Table:
-    """Read the CSV / Parquet objects `uri` names into one Arrow table.
-
-    Every byte is fetched once: a whole object is downloaded with parallel ranged GETs to a
-    temporary file in `directory` and read with pyarrow's multithreaded readers; with `limit`,
-    a CSV is streamed and the transfer stops as soon as enough rows were read, and no further
-    object is touched. CSV columns are typed like pandas would (dates stay text); columns in
-    `text_columns` are read as text. `columns` are required and kept in that order; without
-    them, every object must have the same columns.
-    """
-    s3 = S3(environ)
-    say = log or (lambda _message: None)
-    objects = s3.resolve(parse_uri(uri))
-    total = sum(o.size for o in objects)
-    say(f"reading {len(objects)} object{'s' if len(objects) != 1 else ''} "
-        f"({total / MiB:.1f} MiB) from {uri}")
-    wanted = list(columns) if columns else None
-    tables: list[pa.Table] = []
-    names: list[str] | None = None
-    rows = 0
-    with _scratch(directory) as scratch:
-        for obj in objects:
-            remaining = None if limit is None else limit - rows
-            if remaining is not None and remaining <= 0:
-                break
-            file_format = object_format(obj.uri.key, format)
-            table = _read_object(s3, obj, file_format, wanted, text_columns, remaining,
-                                 _separator(obj.uri.key, sep), encoding, scratch)
-            if wanted is None:
-                if names is None:
-                    names = table.column_names
-                elif sorted(table.column_names) != sorted(names):
-                    raise StepFailed(
-                        f"s3: {obj.uri} has columns {', '.join(table.column_names)}, unlike "
-                        f"{objects[0].uri} ({', '.join(names)})",
-                        hint="read only objects of one layout, or declare the shared `columns`",
-                    )
-                else:
-                    table = table.select(names)
-            tables.append(table)
-            rows += table.num_rows
-    return _concatenate(tables, objects)
-
-
-def _concatenate(tables: list[pa.Table], objects: list[ObjectInfo]) -> pa.Table:
-    import pyarrow as pa
-
-    if len(tables) == 1:
-        return tables[0]
-    try:
-        return pa.concat_tables(tables, promote_options="permissive")
-    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-        raise StepFailed(
-            f"s3: the objects under {objects[0].uri} do not have compatible column types: {exc}",
-            hint="give the column a `dtype` (e.g. str), or read the objects separately",
-        ) from None
-
-
-def _read_object(s3: S3, obj: ObjectInfo, file_format: str, wanted: list[str] | None,
-                 text_columns: Sequence[str], limit: int | None, sep: str, encoding: str,
-                 scratch: str) -> pa.Table:
-    import pyarrow as pa
-
-    try:
-        if file_format == "csv" and limit is not None:
-            return _stream_csv(s3, obj, wanted, text_columns, limit, sep, encoding)
-        local = s3.download(obj, _local_name(scratch, obj))
-        try:
-            if file_format == "parquet":
-                return _read_parquet(local, obj, wanted, limit)
-            return _read_csv(local, obj, wanted, text_columns, sep, encoding)
-        finally:
-            os.unlink(local)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeDecodeError) as exc:
-        hint = None
-        if isinstance(exc, UnicodeDecodeError) or "UTF8" in str(exc) or "utf8" in str(exc):
-            hint = "set `encoding`, e.g. `encoding: latin-1`"
-        raise StepFailed(f"s3: cannot read {obj.uri} as {file_format}: {exc}", hint=hint) from None
-
-
-def _missing(obj: ObjectInfo, wanted: list[str] | None, present: list[str]) -> None:
-    """The column contract: every declared column must exist, named in the error if not."""
-    missing = [c for c in wanted or () if c not in present]
-    if missing:
-        listed = ", ".join(f"`{c}`" for c in missing)
-        hint = did_you_mean(missing[0], present) or f"it has: {', '.join(present)}"
-        noun = "column" if len(missing) == 1 else "columns"
-        raise StepFailed(f"s3: {obj.uri} has no {noun} {listed}", hint=hint)
-
-
-def _read_parquet(local: str, obj: ObjectInfo, wanted: list[str] | None,
-                  limit: int | None) -> pa.Table:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    parquet = pq.ParquetFile(local)
-    present = parquet.schema_arrow.names
-    _missing(obj, wanted, present)
-    if limit is None:
-        return parquet.read(columns=wanted, use_pandas_metadata=False)
-    batches, rows = [], 0
-    for batch in parquet.iter_batches(batch_size=min(limit, 64 * 1024), columns=wanted):
-        batches.append(batch.slice(0, limit - rows))
-        rows += batches[-1].num_rows
-        if rows >= limit:
-            break
-    schema = parquet.schema_arrow if wanted is None else pa.schema(
-        [parquet.schema_arrow.field(c) for c in wanted])
-    return pa.Table.from_batches(batches, schema=batches[0].schema if batches else schema)
-
-
-_NEVER_A_TIMESTAMP = ["\x01"]  # a parser that matches nothing: pandas does not guess dates either
-
-
-def _csv_options(sep: str, encoding: str, types: Mapping[str, Any],
-                 include: list[str] | None) -> tuple[Any, Any, Any]:
-    """pyarrow's CSV options: types as pandas would guess them (dates stay text), "" is null."""
-    import pyarrow.csv as pacsv
-
-    read = pacsv.ReadOptions(encoding=encoding, block_size=4 * MiB)
-    parse = pacsv.ParseOptions(delimiter=sep)
-    convert = pacsv.ConvertOptions(column_types=dict(types), strings_can_be_null=True,
-                                   timestamp_parsers=_NEVER_A_TIMESTAMP,
-                                   include_columns=include or [])
-    return read, parse, convert
-
-
-def _temporal_as_text(schema: pa.Schema, text_columns: Sequence[str]) -> dict[str, Any]:
-    """Column types for reading: dates and times (which pandas leaves as text) and hints as text."""
-    import pyarrow as pa
-
-    types = {name: pa.string() for name in text_columns}
-    for field in schema:
-        if pa.types.is_temporal(field.type):
-            types[field.name] = pa.string()
-    return types
-
-
-def _read_csv(local: str, obj: ObjectInfo, wanted: list[str] | None,
-              text_columns: Sequence[str], sep: str, encoding: str) -> pa.Table:
-    import pyarrow as pa
-    import pyarrow.csv as pacsv
-
-    with pa.input_stream(local, compression="detect") as stream:  # the first MiB, for the header
-        head = _Head(stream).lines(1)
-    schema = _parse_csv(head, obj, sep, encoding, {}).schema
-    _missing(obj, wanted, schema.names)
-    types = _temporal_as_text(schema, [c for c in text_columns if c in schema.names])
-    table = pacsv.read_csv(local, *_csv_options(sep, encoding, types, wanted))
-    return _text_for_late_temporals(table)
-
-
-class _Head:
-    """The start of a stream, read in growing chunks only as far as asked, never re-read."""
-
-    def __init__(self, stream: Any, first_read: int = MiB) -> None:
-        self.stream = stream
-        self.data = bytearray()
-        self.line_ends = 0
-        self.ended = False
-        self.chunk = first_read
-
-    def lines(self, count: int) -> bytes:
-        """The bytes read so far, cut after a line end, holding more than `count` line ends.
-
-        Fewer when the stream ended (then everything). A quoted field may hold a line end, so
-        a caller that parsed fewer records than it wanted asks again for more.
-        """
-        while not self.ended and self.line_ends <= count:
-            chunk = self.stream.read(self.chunk)
-            if not chunk:
-                self.ended = True
-                break
-            self.data += chunk
-            self.line_ends += chunk.count(b"\n")
-            self.chunk = min(self.chunk * 2, 64 * MiB)
-        if self.ended:
-            return bytes(self.data)
-        return bytes(self.data[: self.data.rfind(b"\n") + 1])
-
-
-def _parse_csv(data: bytes, obj: ObjectInfo, sep: str, encoding: str,
-               types: Mapping[str, Any]) -> pa.Table:
-    import pyarrow as pa
-    import pyarrow.csv as pacsv
-
-    try:
-        return pacsv.read_csv(pa.BufferReader(data), *_csv_options(sep, encoding, types, None))
-    except pa.ArrowInvalid as exc:
-        if "Empty CSV file" in str(exc):
-            raise StepFailed(f"s3: {obj.uri} is empty") from None
-        raise
-
-
-def _text_for_late_temporals(table: pa.Table) -> pa.Table:
-    """A date column whose first block was empty is typed late; make it text as pandas would."""
-    import pyarrow as pa
-
-    for index, field in enumerate(table.schema):
-        if pa.types.is_temporal(field.type):
-            table = table.set_column(index, field.name, table.column(index).cast(pa.string()))
-    return table
-
-
-def _stream_csv(s3: S3, obj: ObjectInfo, wanted: list[str] | None, text_columns: Sequence[str],
-                limit: int, sep: str, encoding: str) -> pa.Table:
-    """The first `limit` rows of a CSV object: the GET is closed as soon as they arrived.
-
-    pyarrow's streaming reader reads far ahead (dozens of blocks), so the body is read here in
-    growing chunks until it holds `limit` records, and only those bytes are parsed.
-    """
-    import pyarrow as pa
-
-    body = s3.open_stream(obj.uri)
-    try:
-        stream: Any = body
-        for suffix, codec in _COMPRESSIONS.items():
-            if obj.uri.key.lower().endswith(suffix):
-                stream = pa.CompressedInputStream(pa.PythonFile(body, mode="r"), codec)
-        types = {name: pa.string() for name in text_columns}
-        head, lines = _Head(stream, first_read=256 * 1024), limit
-        while True:
-            table = _parse_csv(head.lines(lines), obj, sep, encoding, types)
-            if head.ended or table.num_rows >= limit:
-                break
-            lines *= 2  # quoted line ends: fewer records than lines
-    finally:
-        with contextlib.suppress(Exception):
-            body.close()
-    _missing(obj, wanted, table.schema.names)
-    table = table.slice(0, limit)
-    if wanted is not None:
-        table = table.select(wanted)
-    return _text_for_late_temporals(table)
+    return s3.download(objects[0], local_name(folder, objects[0]))
 
 
 def human_rate(size: int, seconds: float) -> str:

@@ -24,7 +24,6 @@ from typing import Any
 from skitflow.compile.build import Package
 from skitflow.compile.emit import write_atomically
 from skitflow.errors import Location, StepFailed
-from skitflow.run import kfp_local_fixes
 from skitflow.run.runtime import FAILURE_MARKER
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -176,14 +175,14 @@ def run_package(
     listener: Listener | None = None,
 ) -> RunResult:
     """Run a compiled package locally; everything the run makes lands under `out_dir`."""
-    from skitflow.compile.kfp_compat import import_kfp
+    from skitflow.compile.kfp_compat import import_kfp, patch_kfp_local
 
     import_kfp()
     from kfp import components, local
 
     out_dir.mkdir(parents=True, exist_ok=True)
     package_path = write_atomically(out_dir / "package.yaml", package.text)
-    kfp_local_fixes.apply()
+    patch_kfp_local()
     tracker = _Tracker(package, listener)
     init: dict[str, Any] = {"runner": local.SubprocessRunner(use_venv=False),
                             "pipeline_root": str(out_dir.resolve()), "raise_on_error": False}

@@ -33,7 +33,7 @@ from skitflow.steps.base import (
     SourceStep,
     StepSettings,
 )
-from skitflow.steps.transforms import ColumnList
+from skitflow.steps.columns import ColumnList
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -115,9 +115,10 @@ class S3Sink(SinkStep):
         client = S3(ctx.environ)
         with tempfile.TemporaryDirectory(prefix=".s3-sink-", dir=_scratch_root(ctx)) as scratch:
             payload = artifact.path
-            if convert:
-                payload = os.path.join(scratch, f"{artifact.role}.{settings.format}")
-                _convert(artifact.path, artifact.format, payload, settings.format)
+            if convert:  # the file sink's conversion: the same bytes as a `file` sink writes
+                payload = self._write_local(artifact, settings.model_copy(update={
+                    "uri": os.path.join(scratch, f"{artifact.role}.{settings.format}"),
+                    "overwrite": True}), ctx)
             if os.path.isdir(payload):
                 return self._upload_folder(client, payload, target, settings, ctx, artifact)
             content_type = settings.content_type or _content_type(file_format, target.key)
@@ -145,7 +146,7 @@ class S3Sink(SinkStep):
             for root, _, names in os.walk(folder) for name in names
         )
         if not settings.overwrite and client.list_objects(target.with_key(prefix)):
-            from skitflow.connectors.s3 import exists_error
+            from skitflow.connectors.s3_errors import exists_error
 
             raise exists_error(target.with_key(prefix))
         for relative in files:
@@ -181,18 +182,6 @@ def _content_type(file_format: str, key: str) -> str:
         return _CONTENT_TYPES[file_format]
     guessed, _ = mimetypes.guess_type(key)
     return guessed or "application/octet-stream"
-
-
-def _convert(source: str, source_format: str, destination: str, target_format: str) -> None:
-    """Parquet -> CSV streams in batches; CSV -> Parquet reads the CSV with pyarrow."""
-    from skitflow.connectors.s3 import csv_to_parquet, parquet_to_csv
-
-    if source_format == "parquet" and target_format == "csv":
-        parquet_to_csv(source, destination)
-    elif source_format == "csv" and target_format == "parquet":
-        csv_to_parquet(source, destination)
-    else:  # pragma: no cover - guarded by the caller
-        raise StepFailed(f"s3: cannot convert {source_format} to {target_format}")
 
 
 class S3ObjectsSource(SourceStep):
@@ -248,8 +237,8 @@ class S3ObjectsSource(SourceStep):
             return sep
 
     def run(self, settings: Settings, ctx: RunContext) -> pd.DataFrame:
-        from skitflow.connectors.s3 import read_table
-        from skitflow.steps.transforms import convert_column
+        from skitflow.connectors.s3_tables import read_table
+        from skitflow.steps.columns import convert_column
 
         hints = dict(settings.dtype or {})
         table = read_table(

@@ -17,7 +17,7 @@ from pydantic import Field, field_validator, model_validator
 
 from skitflow.errors import RemoteError, StepFailed, did_you_mean
 from skitflow.steps.base import RunContext, SourceStep, StepSettings
-from skitflow.steps.transforms import CastType, ColumnList, convert_column
+from skitflow.steps.columns import CastType, ColumnList, convert_column
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import random
 import re
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -26,7 +25,7 @@ from pydantic import Field, field_validator, model_validator
 
 from skitflow.errors import RemoteError, SkitflowError, StepFailed, did_you_mean
 from skitflow.steps.base import RunContext, SourceStep, StepSettings
-from skitflow.steps.transforms import ColumnList
+from skitflow.steps.columns import ColumnList
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -42,21 +41,12 @@ _BIND_PARAM = re.compile(r"(?<![:\w\x5c]):(\w+)(?![:\w])")
 Scalar = str | int | float | bool | None
 SqlValue = Scalar | list[Scalar]
 
-_PERMANENT_FAULTS = (
-    "password authentication failed", "authentication failed", "no password supplied",
-    "access denied", "does not exist", "permission denied", "no pg_hba.conf entry",
-    "no such table", "syntax error", "unable to open database file",
-)
-_TRANSIENT_FAULTS = (
-    "connection refused", "could not connect", "connection failed", "timeout", "timed out",
-    "server closed the connection", "connection reset", "terminating connection",
-    "the database system is starting up", "the database system is shutting down",
-    "database is locked", "too many connections", "could not receive data", "broken pipe",
-    "connection not open", "consuming input failed", "connection is closed",
-)
-# SQLSTATEs worth a retry: connection exceptions (08xxx), admin/crash shutdown, cannot connect
-# now, too many connections, serialization failure, deadlock.
-_TRANSIENT_SQLSTATES = {"57P01", "57P02", "57P03", "53300", "40001", "40P01"}
+# SQLSTATEs worth a retry: connection exceptions (class 08), serialization failure, deadlock,
+# admin / crash shutdown and "cannot connect now", too many connections.
+_TRANSIENT_SQLSTATE_CLASSES = ("08",)
+_TRANSIENT_SQLSTATES = frozenset({"40001", "40P01", "57P01", "57P02", "57P03", "53300"})
+# sqlite3's own result codes (it has no SQLSTATE): the database is busy or locked by a writer.
+_SQLITE_BUSY_OR_LOCKED = frozenset({5, 6})
 _UTC_NAMES = {"Etc/UTC", "Etc/Universal", "Etc/Zulu", "Universal", "Zulu", "UCT", "Etc/UCT"}
 
 
@@ -265,37 +255,51 @@ T = TypeVar("T")
 
 
 def _with_retries(action: Callable[[], T], retries: int, ctx: RunContext, target: str) -> T:
-    """Run `action`, again after a transient connection fault, waiting longer each time."""
-    for attempt in range(retries + 1):
-        try:
-            return action()
-        except Exception as exc:
-            if attempt == retries or not _is_transient(exc):
-                raise
-            delay = min(8.0, 0.5 * 2**attempt) * random.uniform(0.5, 1.0)
-            reason = _first_line(str(getattr(exc, "orig", exc)))
-            ctx.log(f"sql: {target}: {reason}; retrying in {delay:.1f}s "
-                    f"({attempt + 1} of {retries})")
-            time.sleep(delay)
-    raise AssertionError("unreachable")
+    """Run `action` under the shared retry policy; `retries` (the recipe's) sets the tries."""
+    from skitflow.util.retry import RetryPolicy
+
+    policy = RetryPolicy.from_env(ctx.environ).with_attempts(retries + 1)
+
+    def report(retry: int, exc: BaseException, wait: float) -> None:
+        reason = _first_line(str(getattr(exc, "orig", exc)))
+        ctx.log(f"sql: {target}: {reason}; retrying in {wait:.1f}s ({retry} of {retries})")
+
+    return policy.run(action, transient=_is_transient, on_retry=report)
+
+
+def _sqlstate(error: Any) -> str | None:
+    """The driver's SQLSTATE: psycopg 3 `sqlstate`, psycopg2 `pgcode`; None if it gave none."""
+    code = getattr(error, "sqlstate", None) or getattr(error, "pgcode", None)
+    return str(code) if code else None
 
 
 def _is_transient(exc: BaseException) -> bool:
+    """A fault worth another try, decided by codes, never by the wording of a message.
+
+    SQLAlchemy's `connection_invalidated` (its dialect saw the connection drop), else the
+    SQLSTATE class. A failure while connecting carries no SQLSTATE (libpq reports the server's
+    refusal as text only): it is transient unless the server got as far as checking a password
+    (psycopg's `pgconn.used_password`), which means a refusal (credentials, database) that a retry
+    would only repeat. SQLite: busy or locked.
+    """
     import sqlalchemy as sa
 
     if not isinstance(exc, sa.exc.DBAPIError):
         return False
-    text = str(exc.orig).lower()
-    if any(fault in text for fault in _PERMANENT_FAULTS):
-        return False
     if exc.connection_invalidated:
         return True
-    sqlstate = getattr(exc.orig, "sqlstate", None)
+    orig = exc.orig
+    sqlstate = _sqlstate(orig)
     if sqlstate:
-        return sqlstate.startswith("08") or sqlstate in _TRANSIENT_SQLSTATES
-    return isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError) and any(
-        fault in text for fault in _TRANSIENT_FAULTS
-    )
+        return sqlstate.startswith(_TRANSIENT_SQLSTATE_CLASSES) or sqlstate in _TRANSIENT_SQLSTATES
+    sqlite_code = getattr(orig, "sqlite_errorcode", None)
+    if sqlite_code is not None:
+        return (sqlite_code & 0xFF) in _SQLITE_BUSY_OR_LOCKED  # extended codes keep the primary
+    connecting = exc.statement is None
+    pgconn = getattr(orig, "pgconn", None)
+    answered = bool(getattr(pgconn, "used_password", False))
+    return connecting and isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError) \
+        and not answered
 
 
 # --------------------------------------------------------------------------- reading

@@ -5,8 +5,9 @@ Everything skitflow asks of Kubeflow goes through :meth:`Kfp.call`, which
 - builds the real ``kfp.Client`` (lazily, inside the boundary, since construction already talks
   to the host) with the user's credentials: bearer token, session cookie or the in-cluster
   service-account token file;
-- retries transient faults (429, 502, 503, 504, dropped connections, timeouts) with bounded
-  exponential backoff; the operation passed in is a find-or-create closure, so a retry after a
+- retries transient faults (429, 502, 503, 504, dropped connections, timeouts) under the shared
+  :class:`~skitflow.util.retry.RetryPolicy` (bounded exponential backoff, Retry-After, deadline);
+  the operation passed in is a find-or-create closure, so a retry after a
   lost response re-checks before creating again and never duplicates anything;
 - translates ``kfp_server_api.ApiException`` and urllib3 errors into a :class:`RemoteError` that
   says what failed, which credential kind was used and what to check, and never carries a token,
@@ -21,7 +22,6 @@ import contextlib
 import io
 import json
 import os
-import random
 import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping
@@ -29,7 +29,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from skitflow.compile import kfp_compat
 from skitflow.errors import RemoteError, SkitflowError
+from skitflow.util.retry import RetryPolicy
+
+__all__ = ["Credentials", "Kfp", "RetryPolicy", "Target", "credentials_from", "kfp_policy", "redact"]
 
 T = TypeVar("T")
 
@@ -126,48 +130,9 @@ def credentials_from(
 # -- retry policy --------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How often and how patiently transient faults are retried; each request also has a timeout.
-
-    Environment overrides (tests make the backoff tiny): SKITFLOW_RETRY_ATTEMPTS,
-    SKITFLOW_RETRY_BACKOFF (first wait, seconds), SKITFLOW_RETRY_MAX_BACKOFF, SKITFLOW_KFP_TIMEOUT.
-    """
-
-    attempts: int = 5
-    backoff: float = 0.5
-    max_backoff: float = 8.0
-    timeout: float = 60.0
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> RetryPolicy:
-        environ = os.environ if environ is None else environ
-
-        def number(name: str, default: float, kind: type = float) -> Any:
-            raw = environ.get(name, "").strip()
-            if not raw:
-                return default
-            try:
-                value = kind(raw)
-            except ValueError:
-                raise SkitflowError(f"{name}=`{raw}` is not a number") from None
-            if value < 0 or (kind is int and value < 1):
-                raise SkitflowError(f"{name} must be positive, got {raw}")
-            return value
-
-        return cls(
-            attempts=number("SKITFLOW_RETRY_ATTEMPTS", cls.attempts, int),
-            backoff=number("SKITFLOW_RETRY_BACKOFF", cls.backoff),
-            max_backoff=number("SKITFLOW_RETRY_MAX_BACKOFF", cls.max_backoff),
-            timeout=number("SKITFLOW_KFP_TIMEOUT", cls.timeout),
-        )
-
-    def delay(self, retry: int, retry_after: float | None = None) -> float:
-        """Wait before retry number `retry` (1-based): doubling, capped, a little jitter."""
-        wait = min(self.max_backoff, self.backoff * 2 ** (retry - 1))
-        if retry_after is not None:
-            wait = max(wait, min(retry_after, self.max_backoff))
-        return wait * random.uniform(0.9, 1.1)
+def kfp_policy(environ: Mapping[str, str] | None = None) -> RetryPolicy:
+    """The shared retry policy; SKITFLOW_KFP_TIMEOUT still sets the request timeout."""
+    return RetryPolicy.from_env(environ, extra={"SKITFLOW_KFP_TIMEOUT": "timeout"})
 
 
 # -- failures ------------------------------------------------------------------------------------
@@ -307,7 +272,7 @@ class Kfp:
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.target = target
-        self.policy = policy or RetryPolicy.from_env()
+        self.policy = policy or kfp_policy()
         self.on_retry = on_retry
         self.sleep = sleep
         self.stats = CallStats()
@@ -319,7 +284,7 @@ class Kfp:
         if self._client is not None:
             return
         client = self.call("connecting", lambda client: client)
-        healthz = getattr(client, "_skitflow_healthz", None)
+        healthz = kfp_compat.client_healthz(client)
         # In a pod, kfp picks up the pod's own namespace; that one will do.
         found = self.target.namespace or client.get_user_namespace()
         if healthz is not None and healthz.multi_user and not found:
@@ -335,10 +300,9 @@ class Kfp:
         means what we wanted to create exists now and the operation's find step will see it.
         """
         self.stats.calls += 1
-        started = time.monotonic()
-        attempt = 0
+        backoff = self.policy.start()
         while True:
-            attempt += 1
+            backoff.tried()
             self.stats.attempts += 1
             try:
                 with _quiet():
@@ -350,12 +314,14 @@ class Kfp:
                 if failure is None:
                     detail = redact(f"{type(exc).__name__}: {exc}", self.target.credentials)
                     raise RemoteError(f"unexpected error while {what}: {detail}") from exc
-            if not failure.transient or attempt >= self.policy.attempts:
-                raise self._error(what, failure, attempt, time.monotonic() - started)
-            wait = 0.0 if failure.status == 409 else self.policy.delay(attempt, failure.retry_after)
+            wait = None
+            if failure.transient:
+                wait = backoff.next_wait(failure.retry_after, immediately=failure.status == 409)
+            if wait is None:
+                raise self._error(what, failure, backoff.tries, backoff.elapsed)
             self.stats.retries += 1
             if self.on_retry is not None:
-                self.on_retry(what, failure, attempt, wait)
+                self.on_retry(what, failure, backoff.tries, wait)
             self.sleep(wait)
 
     def _connect(self) -> Any:
@@ -364,20 +330,19 @@ class Kfp:
             credentials = self.target.credentials
             extra: dict[str, Any] = {}
             if credentials.sa_token_path and not (credentials.token or credentials.cookie):
-                from kfp.client.set_volume_credentials import ServiceAccountTokenVolumeCredentials
-
                 # Re-read on every request, so the kubelet's token rotation is picked up.
-                extra["credentials"] = ServiceAccountTokenVolumeCredentials(credentials.sa_token_path)
+                extra["credentials"] = kfp_compat.service_account_credentials(
+                    credentials.sa_token_path)
             if self.target.namespace:
                 extra["namespace"] = self.target.namespace
-            client = _client_class(self.policy.timeout)(
+            client = kfp_compat.client_class(self.policy.timeout)(
                 host=self.target.host,
                 existing_token=credentials.token,
                 cookies=credentials.cookie,
                 ssl_ca_cert=self.target.ca_cert,
                 **extra,
             )
-            client._skitflow_transport()
+            kfp_compat.set_request_timeout(client)
             self._client = client
         return self._client
 
@@ -472,38 +437,3 @@ def _quiet() -> Iterator[None]:
     with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         yield
-
-
-_CLIENT_CLASSES: dict[float, type] = {}
-
-
-def _client_class(timeout: float) -> type:
-    """kfp.Client, adjusted so that skitflow's retry policy is the only one.
-
-    - healthz is tried once (kfp would try 5 times, 5 s apart, before saying anything);
-    - urllib3 retries nothing and follows no redirects (a redirect means a login page);
-    - every request has a timeout (kfp sets none, so a hung proxy would hang the submit).
-    """
-    if timeout in _CLIENT_CLASSES:
-        return _CLIENT_CLASSES[timeout]
-    import kfp
-    import urllib3
-
-    class SkitflowClient(kfp.Client):  # type: ignore[misc]
-        def _load_config(self, *args: Any, **kwargs: Any) -> Any:
-            config = super()._load_config(*args, **kwargs)
-            config.retries = urllib3.Retry(total=0, redirect=False, raise_on_status=False)
-            return config
-
-        def get_kfp_healthz(self, sleep_duration: int = 0) -> Any:
-            self._skitflow_transport()
-            self._skitflow_healthz = self._healthz_api.healthz_service_get_healthz()
-            return self._skitflow_healthz
-
-        def _skitflow_transport(self) -> None:
-            pool = self._healthz_api.api_client.rest_client.pool_manager
-            pool.connection_pool_kw["timeout"] = urllib3.Timeout(
-                connect=min(timeout, 15.0), read=timeout)
-
-    _CLIENT_CLASSES[timeout] = SkitflowClient
-    return SkitflowClient
