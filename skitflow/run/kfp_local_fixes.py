@@ -11,9 +11,11 @@
    too (it skips only the tasks downstream of a failure, and logs which), so every package runs
    there.
 4. Task processes die with the runner: kfp.local starts each task with a plain `Popen`, so a
-   killed CLI left its tasks running. Each task's own command now starts in its own process group
-   with `PR_SET_PDEATHSIG` (the kernel kills it if the runner dies, even by SIGKILL), and the
-   running ones can be stopped on Ctrl-C or SIGTERM (`interrupt_tasks`, `stop_tasks`).
+   killed CLI left its tasks running. Each task's own command now runs under `task_guard`, in a
+   process group of its own; `PR_SET_PDEATHSIG` makes the kernel signal the guard when the runner
+   dies (even by SIGKILL), and the guard kills the group (kfp's `sh -ec` starts Python as a
+   child, which a death signal on the shell alone would miss). The running tasks can also be
+   stopped on Ctrl-C or SIGTERM (`interrupt_tasks`, `stop_tasks`).
 5. A verified cache: kfp.local's cache trusts any cached artifact file that still exists. Entries
    now record each local artifact's SHA-256 when the task finishes, and an artifact whose content
    no longer matches (edited, truncated) makes the entry a miss, so the task runs again. Entries
@@ -104,8 +106,12 @@ _running: set[subprocess.Popen[str]] = set()
 _running_lock = threading.Lock()
 
 
-def _die_with_parent() -> Callable[[], None] | None:
-    """A preexec function: the child gets SIGKILL when this process dies (Linux prctl)."""
+_GUARD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "task_guard.py")
+
+
+def _terminate_with_parent() -> Callable[[], None] | None:
+    """A preexec function: the child gets SIGTERM when this process dies (Linux prctl); the task
+    guard turns that into SIGKILL for the task's whole process group."""
     if not sys.platform.startswith("linux"):
         return None
     import ctypes
@@ -115,7 +121,7 @@ def _die_with_parent() -> Callable[[], None] | None:
     pr_set_pdeathsig = 1
 
     def in_child() -> None:
-        prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+        prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
         if os.getppid() != parent:  # the runner died between fork and prctl
             os._exit(1)
 
@@ -123,12 +129,14 @@ def _die_with_parent() -> Callable[[], None] | None:
 
 
 def run_task_process(full_command: list[str], env_vars: dict[str, str] | None = None) -> int:
-    """kfp.local's `run_local_subprocess`, the same command and output, but in its own process
-    group that dies with the runner, and stopped (not left running) if the runner is interrupted."""
+    """kfp.local's `run_local_subprocess`: the task's own command, the same output, but under
+    `task_guard` in a process group of its own that dies with the runner, and stopped (not left
+    running) if the runner is interrupted."""
     env = {**os.environ, **env_vars} if env_vars else None
-    with subprocess.Popen(full_command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    guarded = [sys.executable, "-I", "-S", _GUARD, *full_command]
+    with subprocess.Popen(guarded, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                           bufsize=1, env=env, process_group=0,
-                          preexec_fn=_die_with_parent()) as process:  # noqa: PLW1509
+                          preexec_fn=_terminate_with_parent()) as process:  # noqa: PLW1509
         with _running_lock:
             _running.add(process)
         try:

@@ -188,6 +188,7 @@ class _Tracker:
         for state in self.tasks.values():
             if state.status == "running" and interrupted:
                 state.status = "interrupted"
+                state.seconds = time.monotonic() - state.started if state.started else None
             elif state.status == "pending":
                 state.status = "skipped" if completed else "not run"
             if state.status == "failed" and not any(f.get("task") == state.id for f in self.failures):
