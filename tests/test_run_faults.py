@@ -262,11 +262,38 @@ def test_the_source_fingerprint_follows_content_not_size_and_mtime(
     (tmp_path / "data.csv").write_text("x,y\n1,a\n2,b\n")
     (tmp_path / "tiny.yaml").write_text(TINY)
     package = compile_recipe(tmp_path / "tiny.yaml")
-    assert local_source_files(package) == ["data.csv"]
-    first = source_fingerprint(package)
-    assert source_fingerprint(package) == first
+    assert local_source_files(package, {}) == ["data.csv"]
+    first = source_fingerprint(package, {})
+    assert source_fingerprint(package, {}) == first
     edit_keeping_size_and_mtime(tmp_path / "data.csv", "x,y\n1,a\n3,b\n")
-    assert source_fingerprint(package) != first
+    assert source_fingerprint(package, {}) != first
+
+
+def test_templated_source_paths_are_fingerprinted_as_the_task_resolves_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from skitflow.api import compile_recipe
+    from skitflow.run.local import local_source_files, source_fingerprint
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a.csv").write_text("x,y\n1,a\n")
+    (tmp_path / "b.csv").write_text("x,y\n2,b\n")
+    (tmp_path / "whole.yaml").write_text(TINY.replace(
+        "name: tiny\n", "name: whole\nparameters:\n  data: {type: str, default: a.csv}\n").replace(
+        "path: data.csv", "path: '{{ params.data }}'"))
+    (tmp_path / "part.yaml").write_text(TINY.replace(
+        "name: tiny\n", "name: part\nparameters:\n  day: {type: str, default: a}\n").replace(
+        "path: data.csv", "path: '{{ params.day }}.csv'"))
+    for recipe in ("whole.yaml", "part.yaml"):
+        package = compile_recipe(tmp_path / recipe)
+        value = "b.csv" if recipe == "whole.yaml" else "b"
+        name = "data" if recipe == "whole.yaml" else "day"
+        assert local_source_files(package, {name: value}) == ["b.csv"]
+        assert source_fingerprint(package, {name: value}) != source_fingerprint(package, {name: "a" if name == "day" else "a.csv"})
+    (tmp_path / "by-run.yaml").write_text(TINY.replace("path: data.csv", "path: 'in/{{ run.id }}.csv'"))
+    package = compile_recipe(tmp_path / "by-run.yaml")
+    assert local_source_files(package, {}) is None  # only the task knows the path: never reused
+    assert source_fingerprint(package, {}) != source_fingerprint(package, {})
 
 
 def test_digests_are_sha256_of_content_and_of_whole_trees(tmp_path: Path) -> None:

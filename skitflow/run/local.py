@@ -27,6 +27,7 @@ import json
 import logging
 import os
 import re
+import secrets
 import signal
 import threading
 import time
@@ -200,7 +201,7 @@ def _group_members(package_text: str) -> dict[str, list[str]]:
     """Each group task of the package (a condition or branch DAG) -> the task ids inside it."""
     import yaml
 
-    spec = next(yaml.safe_load_all(package_text))
+    spec = next(yaml.load_all(package_text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)))
     components = spec.get("components", {})
 
     def leaves(tasks: dict[str, Any]) -> list[str]:
@@ -250,24 +251,48 @@ def new_run_folder(recipe_name: str, base: Path = Path("runs")) -> Path:
     raise AssertionError("unreachable")
 
 
-def local_source_files(package: Package) -> list[str]:
-    """The local files the package's sources read (globs expanded, templated or remote paths
-    left out: those are not ours to fingerprint)."""
+_UNKNOWN_RUN_ID = "\0run.id\0"
+
+
+def local_source_files(package: Package, arguments: Mapping[str, Any]) -> list[str] | None:
+    """The local files the package's sources read, with parameters and run templates resolved
+    as the task will resolve them, and globs expanded; remote paths are left out (those sources
+    are never cached). None when a path depends on something only the task knows (`run.id`)."""
+    import datetime
+
+    from skitflow.recipe.templating import ParamRef, resolve_runtime
+
+    run = {"id": _UNKNOWN_RUN_ID, "name": package.plan.name,
+           "date": datetime.datetime.now(datetime.UTC).date().isoformat()}
     found = []
     for task in package.plan.tasks:
         for call in task.calls:
-            path = call.settings.get("path") if call.kind == "source" else None
-            if not isinstance(path, str) or "{{" in path or "://" in path:
+            if call.kind != "source" or "path" not in call.settings:
                 continue
+            raw = call.settings["path"]
+            try:
+                path = resolve_runtime(raw.to_json() if isinstance(raw, ParamRef) else raw,
+                                       arguments, run)
+            except KeyError:
+                return None
+            if not isinstance(path, str) or _UNKNOWN_RUN_ID in path:
+                return None
+            if "://" in path and not path.lower().startswith("file://"):
+                continue
+            path = path.removeprefix("file://")
             found += [m for m in sorted(glob.glob(path, recursive=True)) if os.path.isfile(m)]
     return found
 
 
-def source_fingerprint(package: Package) -> str:
+def source_fingerprint(package: Package, arguments: Mapping[str, Any]) -> str:
     """The content (SHA-256) of every local source file: the cache must not outlive the data it
     read. Size and mtime are not enough: an edit that keeps both was served stale. Each file is
-    read once per run, streamed."""
-    parts = [f"{path}:{file_digest(path)}" for path in local_source_files(package)]
+    read once per run, streamed. A source whose path cannot be known before the run gets a
+    fingerprint of its own each run, so its results are never reused."""
+    files = local_source_files(package, arguments)
+    if files is None:
+        return "unkeyed-" + secrets.token_hex(8)
+    parts = [f"{path}:{file_digest(path)}" for path in files]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
 
@@ -343,9 +368,6 @@ def run_package(
     tracker = _Tracker(package, listener)
     init: dict[str, Any] = {"runner": local.SubprocessRunner(use_venv=False),
                             "pipeline_root": str(out_dir.resolve()), "raise_on_error": False}
-    if cache_dir is not None:
-        init.update(enable_caching=True,
-                    cache_root=str((cache_dir / source_fingerprint(package)).resolve()))
     started = time.monotonic()
     before = {p.name for p in out_dir.iterdir()}
     root = logging.getLogger()
@@ -364,6 +386,9 @@ def run_package(
         try:
             with _stop_on_signals(), contextlib.redirect_stdout(stream), \
                     contextlib.redirect_stderr(stream):
+                if cache_dir is not None:  # hashing a big source can take seconds: interruptible
+                    init.update(enable_caching=True,
+                                cache_root=str((cache_dir / source_fingerprint(package, arguments)).resolve()))
                 local.init(**init)
                 pipeline = components.load_component_from_file(str(package_path))
                 try:
@@ -417,10 +442,10 @@ def _collect_outputs(result: RunResult) -> None:
     if result.run_dir is None:
         return
     for task_id, state in result.tasks.items():
-        output_file = result.run_dir / task_id / "executor_output.json"
-        if not output_file.exists():
+        try:  # absent for tasks that did not finish; torn if a task was killed writing it
+            data = json.loads((result.run_dir / task_id / "executor_output.json").read_text())
+        except (OSError, ValueError):
             continue
-        data = json.loads(output_file.read_text())
         for name, holder in data.get("artifacts", {}).items():
             for artifact in holder.get("artifacts", []):
                 uri = artifact.get("uri", "")
