@@ -560,3 +560,27 @@ def test_an_interrupted_run_stops_its_tasks_and_writes_an_interrupted_summary(
     assert (tmp_path / "out" / "first.csv").exists()
     assert [pid for pid in tasks if alive(pid)] == []
     assert "skitflow: run interrupted by" in (tmp_path / "run" / "run.log").read_text()
+
+
+@pytest.mark.parametrize("module, names", [
+    ("kfp.local.orchestrator.dag_orchestrator", ["run_dag"]),
+    ("kfp.local.orchestrator.enhanced_dag_orchestrator", ["run_enhanced_dag"]),
+    ("kfp.local.subprocess_task_handler", ["run_local_subprocess"]),
+    ("kfp.local.cache", ["LocalCache", "_MissingArtifactError", "reset_local_cache_singleton"]),
+    ("kfp.local.cache:LocalCache", ["_serialize_outputs", "_deserialize_outputs", "_entry_path"]),
+])
+def test_the_kfp_local_internals_the_runner_replaces_still_exist(module: str, names: list[str]) -> None:
+    """`kfp_local_fixes` swaps these private kfp.local names; a kfp upgrade that moves one must
+    fail here, by name, not deep inside a run."""
+    import importlib
+
+    from skitflow.compile.kfp_compat import import_kfp
+
+    kfp = import_kfp()
+    path, _, owner = module.partition(":")
+    found = importlib.import_module(path)
+    if owner:
+        found = getattr(found, owner)
+    for name in names:
+        assert hasattr(found, name), (
+            f"kfp {kfp.__version__}: {module}.{name} is gone; update skitflow/run/kfp_local_fixes.py")
