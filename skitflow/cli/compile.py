@@ -43,7 +43,7 @@ def compile_command(
       skitflow compile recipes/ -o build/     # one package per recipe
     """
     from skitflow.api import compile_recipe
-    from skitflow.compile.emit import write_atomically
+    from skitflow.compile.emit import write_package
 
     files = find_recipes([recipe])
     to_folder = recipe.is_dir() or output is None or output.suffix not in RECIPE_SUFFIXES
@@ -69,5 +69,5 @@ def compile_command(
         print_warnings(package.plan.warnings)
         target = (output or Path("build")) / f"{package.name}.yaml" if to_folder else output
         assert target is not None
-        write_atomically(target, package.text)
+        write_package(target, package.text)
         stdout().print(f"compiled {file} -> {target} ({len(package.plan.tasks)} tasks)", markup=False)

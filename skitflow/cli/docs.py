@@ -23,7 +23,6 @@ def docs(
     """
     from skitflow.cli.common import print_warnings
     from skitflow.cli.compile import find_recipes
-    from skitflow.compile.emit import write_atomically
     from skitflow.docs.site import RecipePage, build_site, inline_svg
     from skitflow.errors import SkitflowError
     from skitflow.plan.graph import plan_graph, to_dot
@@ -31,6 +30,7 @@ def docs(
     from skitflow.recipe.loader import is_recipe_file, load_recipe_file
     from skitflow.run.history import list_runs
     from skitflow.steps.registry import default_registry
+    from skitflow.util.atomic import write_text
     from skitflow.util.graphviz import render
 
     registry = default_registry()
@@ -51,6 +51,6 @@ def docs(
         raise SkitflowError(problems=problems)  # nothing is written for an invalid folder
     site = build_site(pages, registry, list_runs(runs_dir))
     for name, html in site.items():
-        write_atomically(output / name, html)
+        write_text(output / name, html)
     typer.echo(f"wrote {len(site)} pages to {output}/ ({len(pages)} recipes): open "
                f"{(output / 'index.html').resolve().as_uri()}")

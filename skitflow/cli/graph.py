@@ -30,11 +30,11 @@ def graph(
       skitflow graph examples/tickets.yaml                  # Mermaid text on stdout
       skitflow graph examples/tickets.yaml -f svg -o dag.svg
     """
-    from skitflow.compile.emit import write_atomically
     from skitflow.plan.graph import plan_graph, to_dot, to_mermaid
     from skitflow.plan.planner import build_plan
     from skitflow.recipe.loader import load_recipe_file
     from skitflow.steps.registry import default_registry
+    from skitflow.util.atomic import write_bytes
     from skitflow.util.graphviz import render
 
     drawn = plan_graph(build_plan(load_recipe_file(recipe, partial=True), default_registry()))
@@ -48,5 +48,5 @@ def graph(
         sys.stdout.buffer.write(data)
         sys.stdout.flush()
     else:
-        write_atomically(output, data)
+        write_bytes(output, data)
         typer.echo(f"wrote {output} ({len(drawn.nodes)} nodes, {len(drawn.edges)} edges)", err=True)

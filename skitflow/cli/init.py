@@ -23,9 +23,9 @@ def init(
       skitflow init . --name churn-model
     """
     from skitflow.cli.scaffold import project_files
-    from skitflow.compile.emit import write_atomically
     from skitflow.recipe.schema import schema_text
     from skitflow.steps.registry import default_registry
+    from skitflow.util.atomic import write_text
 
     recipe_name = name or _pipeline_name(directory.resolve().name)
     if not re.fullmatch(r"[a-z][a-z0-9-]{0,62}", recipe_name):
@@ -38,7 +38,7 @@ def init(
         raise SkitflowError(f"{directory} already has {', '.join(existing)}; nothing was written",
                             hint="run `skitflow init` in an empty folder, or move those files away")
     for path, text in files.items():
-        write_atomically(directory / path, text)
+        write_text(directory / path, text)
     typer.echo(f"created {len(files)} files in {directory}: {', '.join(files)}")
     typer.echo(f"next: cd {directory} && skitflow run recipe.yaml")
 

@@ -14,7 +14,8 @@ if TYPE_CHECKING:
 
 from skitflow.cli.common import print_warnings
 
-_ICONS = {"running": "->", "succeeded": "ok", "failed": "!!", "cached": "==", "skipped": "--"}
+_ICONS = {"running": "->", "succeeded": "ok", "failed": "!!", "cached": "==", "skipped": "--",
+          "not run": "xx", "interrupted": "^C"}
 
 
 def run(
@@ -36,7 +37,7 @@ def run(
     from skitflow.api import compile_recipe
     from skitflow.recipe.loader import load_recipe_file
     from skitflow.recipe.parameters import parse_assignments, read_params_file, resolve_parameters
-    from skitflow.run.local import default_out_dir, failure_error, run_package
+    from skitflow.run.local import failure_error, interrupted_error, new_run_folder, run_package
 
     loaded = load_recipe_file(recipe, partial=True)
     given = read_params_file(params_file) if params_file else {}
@@ -44,7 +45,7 @@ def run(
     arguments = resolve_parameters(loaded.recipe.parameters, given)
     package = compile_recipe(loaded)
     print_warnings(package.plan.warnings)
-    out_dir = out or default_out_dir(package.name)
+    out_dir = out or new_run_folder(package.name)
     from rich.console import Console
 
     # Bound now: while kfp.local runs, sys.stdout is redirected into the run log.
@@ -65,6 +66,8 @@ def run(
     result = run_package(package, arguments, out_dir, recipe_file=str(recipe),
                          cache_dir=cache_dir if cache else None, listener=show)
     print_summary(result, console)
+    if result.interrupted:
+        raise interrupted_error(result)
     if not result.succeeded:
         raise failure_error(result, str(recipe))
 
@@ -72,10 +75,14 @@ def run(
 def print_summary(result, console: Console) -> None:
     from rich.table import Table
 
-    table = Table("task", "status", "seconds", "rows out", title=f"{result.recipe}: "
-                  f"{'succeeded' if result.succeeded else 'FAILED'} in {result.seconds:.1f}s")
+    verdict = {"succeeded": "succeeded", "failed": "FAILED", "interrupted": "INTERRUPTED"}[result.status]
+    table = Table("task", "status", "seconds", "rows out",
+                  title=f"{result.recipe}: {verdict} in {result.seconds:.1f}s")
     for state in result.tasks.values():
-        table.add_row(state.id, state.status, "" if state.seconds is None else f"{state.seconds:.1f}",
+        status = state.status
+        if state.blocked_by:
+            status += f" ({', '.join(state.blocked_by)} failed)"
+        table.add_row(state.id, status, "" if state.seconds is None else f"{state.seconds:.1f}",
                       "" if state.rows is None else str(state.rows))
     console.print(table)
     artifacts = [(state.id, name, path) for state in result.tasks.values()

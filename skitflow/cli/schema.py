@@ -25,6 +25,6 @@ def schema(
     if output is None:
         typer.echo(text, nl=False)
     else:
-        from skitflow.compile.emit import write_atomically
+        from skitflow.util.atomic import write_text
 
-        write_atomically(output, text)
+        write_text(output, text)

@@ -1,22 +1,14 @@
-"""Writing packages to disk: atomically, so a failed compile never leaves a partial file."""
+"""Writing packages to disk: atomically (temp file, fsync, rename), so a failed or interrupted
+compile never leaves a partial package behind."""
 
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
+from skitflow.util.atomic import write_text
 
-def write_atomically(path: str | os.PathLike[str], text: str | bytes) -> Path:
-    """Write `text` (or bytes) to `path` through a temporary file in the same folder, then rename."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(text.encode("utf-8") if isinstance(text, str) else text)
-        os.replace(temp, target)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-    return target
+
+def write_package(path: str | os.PathLike[str], text: str) -> Path:
+    """Write a compiled package's text to `path`; readers see the old file or the whole new one."""
+    return write_text(path, text)

@@ -23,10 +23,16 @@ kfp offers no public way to do these things, so each is named here and each has 
 from __future__ import annotations
 
 import importlib
+import json
+import logging
 import os
 import sys
 import types
+from collections.abc import Callable
 from typing import Any
+
+from skitflow.util.atomic import write_text
+from skitflow.util.hashing import tree_digest
 
 #: kfp/__init__ skips `from kfp.client import Client` while this is "true" (its executor sets it).
 KFP_RUNTIME_VARIABLE = "_KFP_RUNTIME"
@@ -98,17 +104,40 @@ def package_comments(spec: dict[str, Any], description: str | None) -> str:
 # -- kfp.local -----------------------------------------------------------------------------------
 
 
-def patch_kfp_local() -> None:
-    """Fix two gaps in kfp.local 2.17.3; idempotent, applied only inside `skitflow run`.
+def patch_kfp_local(run_subprocess: Callable[..., int] | None = None) -> None:
+    """Fix gaps in kfp.local 2.17.3; idempotent, applied only inside `skitflow run`.
 
     1. Conditions on task outputs: kfp names such a channel `pipelinechannel--<task>-<output>`,
        but kfp.local's condition evaluator only recognises `<task>--<output>` and otherwise looks
        for a pipeline input, so every `dsl.If` on a task output (data conditions, gates) was False.
     2. `dsl.OneOf` over artifacts: a dsl.If/dsl.Else group's output selects from one producer per
        branch; kfp.local refuses any selector list longer than one. The branch that ran is taken.
+    3. Independent tasks after a failure: a package without control flow goes to kfp.local's
+       simple orchestrator (`dag_orchestrator.run_dag`), which returns at the first failed task,
+       so sinks that do not depend on it never ran. Kubeflow runs them; kfp.local's enhanced
+       orchestrator does too (it skips only the tasks downstream of a failure), so every package
+       runs there.
+    4. Task processes: `run_subprocess` (the runner's guarded process starter) replaces
+       kfp.local's `run_local_subprocess`, with the same arguments and output.
+    5. A verified cache: kfp.local's cache trusts any cached artifact file that still exists.
+       Entries now record each local artifact's SHA-256 when the task finishes, and an artifact
+       whose content no longer matches (edited, truncated) makes the entry a miss. Entries are
+       written atomically, so concurrent runs sharing a cache never see a partial entry.
 
     The package itself is unchanged.
     """
+    _fix_conditions_and_oneof()
+    from kfp.local import subprocess_task_handler
+    from kfp.local.orchestrator import dag_orchestrator
+    from kfp.local.orchestrator import enhanced_dag_orchestrator as enhanced
+
+    dag_orchestrator.run_dag = enhanced.run_enhanced_dag
+    if run_subprocess is not None:
+        subprocess_task_handler.run_local_subprocess = run_subprocess
+    _verify_cached_artifacts()
+
+
+def _fix_conditions_and_oneof() -> None:
     from kfp.local.orchestrator import enhanced_dag_orchestrator as dag
     from kfp.local.orchestrator import orchestrator_utils
 
@@ -147,6 +176,67 @@ def patch_kfp_local() -> None:
 
         get_dag_output_artifacts._skitflow = True  # type: ignore[attr-defined]
         utils.get_dag_output_artifacts = classmethod(get_dag_output_artifacts)
+
+
+def _local_artifact_paths(outputs: dict[str, Any]) -> list[str]:
+    from kfp import dsl
+
+    paths = []
+    for value in outputs.values():
+        for item in value if isinstance(value, list) else [value]:
+            uri = getattr(item, "uri", "") if isinstance(item, dsl.Artifact) else ""
+            if uri and "://" not in uri and os.path.exists(uri):
+                paths.append(uri)
+    return paths
+
+
+def _verified_cache_class() -> type:
+    from kfp.local import cache
+
+    class VerifiedCache(cache.LocalCache):  # type: ignore[misc]
+        """kfp.local's cache, with each local artifact's checksum recorded and checked."""
+
+        _skitflow = True
+
+        def put(self, key: str, outputs: dict[str, Any]) -> None:
+            entry = {
+                "skitflow": 1,
+                "outputs": self._serialize_outputs(outputs),
+                "checksums": {path: tree_digest(path) for path in _local_artifact_paths(outputs)},
+            }
+            write_text(self._entry_path(key), json.dumps(entry, sort_keys=True))
+
+        def get(self, key: str) -> dict[str, Any] | None:
+            path = self._entry_path(key)
+            try:
+                with open(path, encoding="utf-8") as handle:
+                    entry = json.load(handle)
+            except FileNotFoundError:
+                return None
+            except (OSError, ValueError) as exc:
+                logging.info(f"Cache entry {key[:12]} unreadable ({exc}); running the task again.")
+                return None
+            if not isinstance(entry, dict) or entry.get("skitflow") != 1:
+                return None  # written without checksums: nothing to verify it by
+            for uri, digest in entry.get("checksums", {}).items():
+                if not os.path.exists(uri) or tree_digest(uri) != digest:
+                    logging.info(f"Cache entry {key[:12]} rejected: {uri} changed after its task "
+                                 "wrote it; running the task again.")
+                    return None
+            try:
+                return self._deserialize_outputs(entry["outputs"])
+            except cache._MissingArtifactError:
+                return None
+
+    return VerifiedCache
+
+
+def _verify_cached_artifacts() -> None:
+    from kfp.local import cache
+
+    if not getattr(cache.LocalCache, "_skitflow", False):
+        cache.LocalCache = _verified_cache_class()
+        cache.reset_local_cache_singleton()
 
 
 # -- kfp.Client ----------------------------------------------------------------------------------

@@ -4,32 +4,51 @@ The package that runs is the very file `skitflow compile` writes (loaded back wi
 `kfp.components.load_component_from_file`), so what runs here is what Kubeflow would run. kfp.local
 prints its progress and the tasks' output; we read that stream to drive a live display, keep the
 whole log in the run folder, and turn a task failure into one readable message.
+
+Faults are part of the contract:
+- each run gets its own folder, created atomically (two runs started together never share one);
+- the cache keys local source files by their content (SHA-256), and a cached artifact whose
+  checksum changed is a miss (`kfp_compat.patch_kfp_local`), so nothing stale or damaged is reused;
+- a failed task stops only the tasks downstream of it; the summary says which failed and which
+  were not run because of which failure;
+- Ctrl-C or SIGTERM stops the running tasks and still writes summary.json (status
+  "interrupted"); if the CLI is killed outright, its tasks die with it, and the temporary files
+  they leave are swept at the start of the next run.
 """
 
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import io
+import itertools
 import json
 import logging
 import os
 import re
+import secrets
+import signal
+import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from skitflow.compile.build import Package
-from skitflow.compile.emit import write_atomically
-from skitflow.errors import Location, StepFailed
+from skitflow.compile.emit import write_package
+from skitflow.errors import Location, Problem, SkitflowError, StepFailed
+from skitflow.run import task_processes
 from skitflow.run.runtime import FAILURE_MARKER
+from skitflow.util.atomic import sweep_stale_temps, write_text
+from skitflow.util.hashing import file_digest
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _EXECUTING = re.compile(r"Executing task '([^']+)'")
 _FINISHED = re.compile(r"Task '([^']+)' finished with status (\w+)")
 _CACHED = re.compile(r"Task (\S+) cache hit")
+_UPSTREAM_FAILED = re.compile(r"Skipping task '?([\w-]+)'?: upstream task\(s\) \[([^\]]*)\] failed")
 _SKIPPED = re.compile(r"Skipping (?:conditional )?task '?([\w-]+)'?")
 _TASK_LINE = re.compile(r"^\s*\[([\w-]+)\] (.*)$")
 
@@ -37,13 +56,15 @@ _TASK_LINE = re.compile(r"^\s*\[([\w-]+)\] (.*)$")
 @dataclass
 class TaskState:
     id: str
-    status: str = "pending"  # pending | running | succeeded | failed | cached | skipped
+    #: pending | running | succeeded | failed | cached | skipped | not run | interrupted
+    status: str = "pending"
     started: float | None = None
     seconds: float | None = None
     messages: list[str] = field(default_factory=list)
     rows: int | None = None
     artifacts: dict[str, str] = field(default_factory=dict)
     outputs: dict[str, Any] = field(default_factory=dict)
+    blocked_by: list[str] = field(default_factory=list)  # the failed tasks it waited for
 
 
 @dataclass
@@ -53,16 +74,29 @@ class RunResult:
     run_dir: Path | None
     tasks: dict[str, TaskState]
     seconds: float
-    failure: dict[str, Any] | None = None
+    failures: list[dict[str, Any]] = field(default_factory=list)
     metrics: dict[str, float] = field(default_factory=dict)
     gate: dict[str, Any] | None = None
     parameters: dict[str, Any] = field(default_factory=dict)  # every value the run used
     recipe_hash: str = ""
     started: str = ""  # ISO 8601, UTC
+    interrupted: str | None = None  # the signal's name (SIGINT, SIGTERM) when the run was stopped
+
+    @property
+    def failure(self) -> dict[str, Any] | None:
+        """The first failure (the one the error message leads with)."""
+        return self.failures[0] if self.failures else None
 
     @property
     def succeeded(self) -> bool:
-        return self.failure is None and all(t.status != "failed" for t in self.tasks.values())
+        return (not self.failures and self.interrupted is None
+                and all(t.status != "failed" for t in self.tasks.values()))
+
+    @property
+    def status(self) -> str:
+        if self.interrupted:
+            return "interrupted"
+        return "succeeded" if self.succeeded else "failed"
 
 
 Listener = Callable[[TaskState], None]
@@ -96,8 +130,9 @@ class _Tracker:
 
     def __init__(self, package: Package, listener: Listener | None) -> None:
         self.tasks = {task.id: TaskState(task.id) for task in package.plan.tasks}
+        self.groups = _group_members(package.text)
         self.listener = listener
-        self.failure: dict[str, Any] | None = None
+        self.failures: list[dict[str, Any]] = []
 
     def _update(self, task_id: str, **changes: Any) -> None:
         state = self.tasks.setdefault(task_id, TaskState(task_id))
@@ -106,11 +141,31 @@ class _Tracker:
         if self.listener:
             self.listener(state)
 
+    def causes(self, name: str) -> list[str]:
+        """The failed tasks that kept `name` (a task or a group of tasks) from running."""
+        state = self.tasks.get(name)
+        if state is not None:
+            return [name] if state.status == "failed" else list(state.blocked_by)
+        found = [c for member in self.groups.get(name, ()) for c in self.causes(member)]
+        return list(dict.fromkeys(found)) or [name]
+
+    def _skip(self, name: str, status: str, blocked_by: list[str]) -> None:
+        """A skipped task, or every pending task of a skipped group (kfp names only the group)."""
+        members = self.groups.get(name)
+        if members is None:
+            self._update(name, status=status, blocked_by=blocked_by)
+            return
+        for task_id in members:
+            if task_id in self.tasks and self.tasks[task_id].status == "pending":
+                self._update(task_id, status=status, blocked_by=blocked_by)
+
     def line(self, line: str) -> None:
         stripped = line.strip()
         if stripped.startswith(FAILURE_MARKER):
             with contextlib.suppress(ValueError):
-                self.failure = self.failure or json.loads(stripped[len(FAILURE_MARKER):])
+                record = json.loads(stripped[len(FAILURE_MARKER):])
+                if not any(f.get("task") == record.get("task") for f in self.failures):
+                    self.failures.append(record)
             return
         if match := _EXECUTING.search(line):
             self._update(match.group(1), status="running", started=time.monotonic())
@@ -121,48 +176,172 @@ class _Tracker:
             self._update(match.group(1), status=status, seconds=seconds)
         elif match := _CACHED.search(line):
             self._update(match.group(1).strip("'"), status="cached", seconds=0.0)
+        elif match := _UPSTREAM_FAILED.search(line):
+            upstream = re.findall(r"'([\w-]+)'", match.group(2))
+            causes = list(dict.fromkeys(c for dep in upstream for c in self.causes(dep)))
+            self._skip(match.group(1), "not run", causes)
         elif match := _SKIPPED.search(line):
-            self._update(match.group(1), status="skipped")
+            self._skip(match.group(1), "skipped", [])
         elif (match := _TASK_LINE.match(line)) and match.group(1) in self.tasks:
             self.tasks[match.group(1)].messages.append(match.group(2))
             if self.listener:
                 self.listener(self.tasks[match.group(1)])
 
+    def finish(self, completed: bool, interrupted: bool) -> None:
+        """Statuses once kfp.local has returned (or was stopped), and a record per failure."""
+        for state in self.tasks.values():
+            if state.status == "running" and interrupted:
+                state.status = "interrupted"
+                state.seconds = time.monotonic() - state.started if state.started else None
+            elif state.status == "pending":
+                state.status = "skipped" if completed else "not run"
+            if state.status == "failed" and not any(f.get("task") == state.id for f in self.failures):
+                self.failures.append({"task": state.id, "step": None, "location": None,
+                                      "error": "the task exited with an error"})
+
+
+def _group_members(package_text: str) -> dict[str, list[str]]:
+    """Each group task of the package (a condition or branch DAG) -> the task ids inside it."""
+    import yaml
+
+    spec = next(yaml.load_all(package_text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)))
+    components = spec.get("components", {})
+
+    def leaves(tasks: dict[str, Any]) -> list[str]:
+        found = []
+        for name, task in tasks.items():
+            inner = components.get(task.get("componentRef", {}).get("name"), {}).get("dag")
+            found += leaves(inner.get("tasks", {})) if inner else [name]
+        return found
+
+    groups: dict[str, list[str]] = {}
+
+    def walk(tasks: dict[str, Any]) -> None:
+        for name, task in tasks.items():
+            inner = components.get(task.get("componentRef", {}).get("name"), {}).get("dag")
+            if inner:
+                groups[name] = leaves(inner.get("tasks", {}))
+                walk(inner.get("tasks", {}))
+
+    walk(spec.get("root", {}).get("dag", {}).get("tasks", {}))
+    return groups
+
 
 class _LogHandler(logging.Handler):
-    """kfp.local logs cache hits and skipped tasks outside its own logging context."""
+    """kfp.local logs cache hits and skipped tasks outside its own logging context: they go to
+    the run log and the tracker like everything else."""
 
-    def __init__(self, on_line: Callable[[str], None]) -> None:
+    def __init__(self, stream: _LogStream) -> None:
         super().__init__(logging.INFO)
-        self._on_line = on_line
+        self._stream = stream
 
     def emit(self, record: logging.LogRecord) -> None:
-        self._on_line(_ANSI.sub("", record.getMessage()))
+        self._stream.write(record.getMessage() + "\n")
 
 
-def default_out_dir(recipe_name: str, base: Path = Path("runs")) -> Path:
+def new_run_folder(recipe_name: str, base: Path = Path("runs")) -> Path:
+    """A new run folder `<base>/<recipe>-<time>[-n]`, created here: `mkdir` is atomic, so two runs
+    started in the same second get two folders."""
+    base.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    candidate, n = base / f"{recipe_name}-{stamp}", 2
-    while candidate.exists():
-        candidate, n = base / f"{recipe_name}-{stamp}-{n}", n + 1
-    return candidate
+    for n in itertools.count(1):
+        candidate = base / (f"{recipe_name}-{stamp}" if n == 1 else f"{recipe_name}-{stamp}-{n}")
+        try:
+            candidate.mkdir()
+        except FileExistsError:
+            continue
+        return candidate
+    raise AssertionError("unreachable")
 
 
-def source_fingerprint(package: Package) -> str:
-    """Size and mtime of local source files (globs expanded): the cache must not outlive the
-    data it read."""
-    import glob
+_UNKNOWN_RUN_ID = "\0run.id\0"
 
-    parts = []
+
+def local_source_files(package: Package, arguments: Mapping[str, Any]) -> list[str] | None:
+    """The local files the package's sources read, with parameters and run templates resolved
+    as the task will resolve them, and globs expanded; remote paths are left out (those sources
+    are never cached). None when a path depends on something only the task knows (`run.id`)."""
+    import datetime
+
+    from skitflow.recipe.templating import ParamRef, resolve_runtime
+
+    run = {"id": _UNKNOWN_RUN_ID, "name": package.plan.name,
+           "date": datetime.datetime.now(datetime.UTC).date().isoformat()}
+    found = []
     for task in package.plan.tasks:
         for call in task.calls:
-            path = call.settings.get("path") if call.kind == "source" else None
-            if not isinstance(path, str) or "{{" in path or "://" in path:
+            if call.kind != "source" or "path" not in call.settings:
                 continue
-            for match in sorted(glob.glob(path, recursive=True)):
-                stat = os.stat(match)
-                parts.append(f"{match}:{stat.st_size}:{stat.st_mtime_ns}")
+            raw = call.settings["path"]
+            try:
+                path = resolve_runtime(raw.to_json() if isinstance(raw, ParamRef) else raw,
+                                       arguments, run)
+            except KeyError:
+                return None
+            if not isinstance(path, str) or _UNKNOWN_RUN_ID in path:
+                return None
+            if "://" in path and not path.lower().startswith("file://"):
+                continue
+            path = path.removeprefix("file://")
+            found += [m for m in sorted(glob.glob(path, recursive=True)) if os.path.isfile(m)]
+    return found
+
+
+def source_fingerprint(package: Package, arguments: Mapping[str, Any]) -> str:
+    """The content (SHA-256) of every local source file: the cache must not outlive the data it
+    read. Size and mtime are not enough: an edit that keeps both was served stale. Each file is
+    read once per run, streamed. A source whose path cannot be known before the run gets a
+    fingerprint of its own each run, so its results are never reused."""
+    files = local_source_files(package, arguments)
+    if files is None:
+        return "unkeyed-" + secrets.token_hex(8)
+    parts = [f"{path}:{file_digest(path)}" for path in files]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+
+
+def sweep_leftovers(out_dir: Path, cache_dir: Path | None) -> list[Path]:
+    """Remove temporary files that killed runs and tasks left in the cache and in the run folders
+    beside `out_dir` (those holding a package.yaml); files of live processes are kept."""
+    roots: list[Path] = [cache_dir] if cache_dir is not None else []
+    base = out_dir.parent
+    if base.is_dir():
+        roots += sorted(p for p in base.iterdir() if p.is_dir() and (p / "package.yaml").is_file())
+    if out_dir.is_dir() and out_dir not in roots:
+        roots.append(out_dir)
+    return [path for root in roots for path in sweep_stale_temps(root)]
+
+
+class RunInterrupted(BaseException):
+    """Raised in the main thread by SIGINT or SIGTERM: not an Exception, so nothing in kfp.local
+    swallows it on the way out."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def _stop_on_signals() -> Iterator[None]:
+    """While a run is going, SIGINT and SIGTERM ask the tasks to stop and raise RunInterrupted;
+    a second signal while stopping is ignored (stopping is bounded anyway)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    seen: list[int] = []
+
+    def on_signal(signum: int, frame: Any) -> None:
+        if seen:
+            return
+        seen.append(signum)
+        task_processes.interrupt_tasks()
+        raise RunInterrupted(signum)
+
+    previous = {signum: signal.signal(signum, on_signal) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def run_package(
@@ -174,52 +353,93 @@ def run_package(
     cache_dir: Path | None = None,
     listener: Listener | None = None,
 ) -> RunResult:
-    """Run a compiled package locally; everything the run makes lands under `out_dir`."""
+    """Run a compiled package locally; everything the run makes lands under `out_dir`.
+
+    Returns when every task that could run has run (a failure stops only its downstream tasks),
+    or when SIGINT/SIGTERM stopped the run (`RunResult.interrupted`); summary.json is written in
+    every case.
+    """
     from skitflow.compile.kfp_compat import import_kfp, patch_kfp_local
 
     import_kfp()
     from kfp import components, local
 
+    swept = sweep_leftovers(out_dir, cache_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    package_path = write_atomically(out_dir / "package.yaml", package.text)
-    patch_kfp_local()
+    package_path = write_package(out_dir / "package.yaml", package.text)
+    patch_kfp_local(run_subprocess=task_processes.run_task_process)
     tracker = _Tracker(package, listener)
     init: dict[str, Any] = {"runner": local.SubprocessRunner(use_venv=False),
                             "pipeline_root": str(out_dir.resolve()), "raise_on_error": False}
-    if cache_dir is not None:
-        init.update(enable_caching=True,
-                    cache_root=str((cache_dir / source_fingerprint(package)).resolve()))
     started = time.monotonic()
     started_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    before = {p.name for p in out_dir.iterdir()}
     root = logging.getLogger()
-    handler = _LogHandler(tracker.line)
     previous_level = root.level
-    with open(out_dir / "run.log", "w", encoding="utf-8") as log_file:
+    interrupted: str | None = None
+    completed = False
+    # run.log is a live log, flushed line by line (so it can be followed, and a killed run keeps
+    # what it had); the files read as results (package.yaml, summary.json) are written atomically.
+    with open(out_dir / "run.log", "w", encoding="utf-8", buffering=1) as log_file:
         stream = _LogStream(log_file, tracker.line)
+        if swept:
+            stream.write(f"skitflow: removed {len(swept)} temporary file(s) left by killed runs\n")
+        handler = _LogHandler(stream)
         root.addHandler(handler)
         root.setLevel(logging.INFO)
         try:
-            with contextlib.redirect_stdout(stream), contextlib.redirect_stderr(stream):
+            with _stop_on_signals(), contextlib.redirect_stdout(stream), \
+                    contextlib.redirect_stderr(stream):
+                if cache_dir is not None:  # hashing a big source can take seconds: interruptible
+                    init.update(enable_caching=True,
+                                cache_root=str((cache_dir / source_fingerprint(package, arguments)).resolve()))
                 local.init(**init)
                 pipeline = components.load_component_from_file(str(package_path))
                 try:
                     pipeline(**arguments)
                 except RuntimeError as exc:  # kfp.local reports a failed pipeline this way
-                    tracker.failure = tracker.failure or {"task": None, "error": str(exc)}
+                    tracker.failures.append({"task": None, "error": str(exc)})
+                completed = True
+        except RunInterrupted as exc:
+            interrupted = str(exc)
+            task_processes.stop_tasks()
+            stream.write(f"skitflow: run interrupted by {interrupted}\n")
         finally:
             root.removeHandler(handler)
             root.setLevel(previous_level)
-    result = RunResult(package.name, out_dir, _run_dir(out_dir, package.name), tracker.tasks,
-                       time.monotonic() - started, tracker.failure,
-                       parameters=_used_parameters(package, arguments),
-                       recipe_hash=package.plan.recipe_hash, started=started_at)
-    _collect_outputs(result)
-    write_atomically(out_dir / "summary.json", json.dumps(summary_dict(result), indent=2, sort_keys=True))
+        tracker.finish(completed, interrupted is not None)
+        result = RunResult(package.name, out_dir, _run_dir(out_dir, package.name, before),
+                           tracker.tasks, time.monotonic() - started, tracker.failures,
+                           parameters=_used_parameters(package, arguments),
+                           recipe_hash=package.plan.recipe_hash, started=started_at,
+                           interrupted=interrupted)
+        _collect_outputs(result)
+        for line in outcome_lines(result):
+            stream.write(f"skitflow: {line}\n")
+    write_text(out_dir / "summary.json", json.dumps(summary_dict(result), indent=2, sort_keys=True))
     return result
 
 
-def _run_dir(out_dir: Path, name: str) -> Path | None:
-    runs = sorted(p for p in out_dir.iterdir() if p.is_dir() and p.name.startswith(f"{name}-"))
+def outcome_lines(result: RunResult) -> list[str]:
+    """What failed, what did not run and why: for run.log and the CLI."""
+    lines = [f"run {result.status}"]
+    for failure in result.failures:
+        if failure.get("task"):
+            step = f" (step `{failure['step']}`)" if failure.get("step") else ""
+            lines.append(f"failed: task `{failure['task']}`{step}: {failure.get('error')}")
+    for state in result.tasks.values():
+        if state.status == "not run" and state.blocked_by:
+            causes = ", ".join(f"`{c}`" for c in state.blocked_by)
+            lines.append(f"not run: task `{state.id}`, because {causes} failed")
+        elif state.status in ("interrupted", "not run"):
+            lines.append(f"{state.status}: task `{state.id}`")
+    return lines
+
+
+def _run_dir(out_dir: Path, name: str, before: set[str]) -> Path | None:
+    """The folder kfp.local made for this run: the new `<pipeline>-<time>` folder in `out_dir`."""
+    runs = sorted(p for p in out_dir.iterdir()
+                  if p.is_dir() and p.name.startswith(f"{name}-") and p.name not in before)
     return runs[-1] if runs else None
 
 
@@ -228,10 +448,10 @@ def _collect_outputs(result: RunResult) -> None:
     if result.run_dir is None:
         return
     for task_id, state in result.tasks.items():
-        output_file = result.run_dir / task_id / "executor_output.json"
-        if not output_file.exists():
+        try:  # absent for tasks that did not finish; torn if a task was killed writing it
+            data = json.loads((result.run_dir / task_id / "executor_output.json").read_text())
+        except (OSError, ValueError):
             continue
-        data = json.loads(output_file.read_text())
         for name, holder in data.get("artifacts", {}).items():
             for artifact in holder.get("artifacts", []):
                 uri = artifact.get("uri", "")
@@ -245,9 +465,6 @@ def _collect_outputs(result: RunResult) -> None:
         if "passed" in state.outputs:
             result.gate = {"task": task_id, "passed": bool(state.outputs["passed"]),
                            "score": state.outputs.get("score")}
-    for state in result.tasks.values():
-        if state.status == "pending":
-            state.status = "skipped" if result.succeeded else "not run"
 
 
 def _used_parameters(package: Package, arguments: Mapping[str, Any]) -> dict[str, Any]:
@@ -257,38 +474,69 @@ def _used_parameters(package: Package, arguments: Mapping[str, Any]) -> dict[str
 
 
 def summary_dict(result: RunResult) -> dict[str, Any]:
+    def task(state: TaskState) -> dict[str, Any]:
+        entry: dict[str, Any] = {"status": state.status, "rows": state.rows, "artifacts": state.artifacts,
+                 "seconds": None if state.seconds is None else round(state.seconds, 3)}
+        if state.blocked_by:
+            entry["blocked_by"] = state.blocked_by
+        return entry
+
     return {
         "recipe": result.recipe,
+        "status": result.status,
         "started": result.started,
         "parameters": result.parameters,
         "recipe_hash": result.recipe_hash,
         "succeeded": result.succeeded,
+        "interrupted": result.interrupted,
         "seconds": round(result.seconds, 3),
         "run_dir": str(result.run_dir) if result.run_dir else None,
         "failure": result.failure,
+        "failures": result.failures,
+        "finished": [t.id for t in result.tasks.values() if t.status in ("succeeded", "cached")],
+        "not_run": {t.id: t.blocked_by for t in result.tasks.values() if t.status == "not run"},
         "metrics": result.metrics,
         "gate": result.gate,
-        "tasks": {
-            t.id: {"status": t.status, "seconds": None if t.seconds is None else round(t.seconds, 3),
-                   "rows": t.rows, "artifacts": t.artifacts}
-            for t in result.tasks.values()
-        },
+        "tasks": {t.id: task(t) for t in result.tasks.values()},
     }
 
 
-def failure_error(result: RunResult, recipe_file: str) -> StepFailed:
-    """One readable message for a failed run, pointing at the step's line in the recipe."""
-    failure = result.failure or {}
-    task = failure.get("task") or next((t.id for t in result.tasks.values() if t.status == "failed"), "?")
+def _failure_problem(failure: Mapping[str, Any], result: RunResult, recipe_file: str) -> Problem:
+    task = failure.get("task") or "?"
     step = failure.get("step")
     location = None
     if failure.get("location"):
         _, line, column = failure["location"].rsplit(":", 2)
         location = Location(recipe_file, int(line), int(column))
     what = f"step `{step}` in task `{task}`" if step else f"task `{task}`"
-    error = failure.get("error") or "the task exited with an error"
+    blocked = [t.id for t in result.tasks.values() if task in t.blocked_by]
+    message = f"{what} failed: {failure.get('error') or 'the task exited with an error'}"
+    if blocked:
+        message += f" (not run because of it: {', '.join(f'`{b}`' for b in blocked)})"
+    return Problem(message, location, failure.get("hint"))
+
+
+def failure_error(result: RunResult, recipe_file: str) -> StepFailed:
+    """One readable message per failed task, each pointing at its step's line in the recipe;
+    tasks that did not depend on a failure ran anyway."""
+    failures = [f for f in result.failures if f.get("task")] or result.failures or [
+        {"task": next((t.id for t in result.tasks.values() if t.status == "failed"), "?")}]
     hint = f"the full log is in {result.out_dir / 'run.log'}; finished tasks are cached, so a " \
         "rerun starts from the failed task"
-    if failure.get("hint"):
-        hint = f"{failure['hint']}; {hint}"
-    return StepFailed(f"{what} failed: {error}", location, hint)
+    problems = [_failure_problem(f, result, recipe_file) for f in failures]
+    first = problems[0]
+    error = StepFailed(first.message, first.location,
+                       f"{first.hint}; {hint}" if first.hint else hint)
+    if len(problems) > 1:  # keep the first one first: it is the one the user acts on
+        error.problems = [error.problems[0], *problems[1:]]
+    return error
+
+
+def interrupted_error(result: RunResult) -> SkitflowError:
+    finished = [t.id for t in result.tasks.values() if t.status in ("succeeded", "cached")]
+    return SkitflowError(
+        f"run interrupted by {result.interrupted}; finished: {', '.join(finished) or 'none'}",
+        hint=f"summary.json in {result.out_dir} lists every task; finished tasks are cached, so a "
+        "rerun starts where this one stopped",
+        exit_code=128 + signal.Signals[result.interrupted or "SIGINT"].value,
+    )

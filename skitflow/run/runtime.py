@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from skitflow.steps.base import ArtifactFile, Kind, RunContext, Step
+from skitflow.util.atomic import write_text
 from skitflow.util.datasets import read_dataset, write_dataset
 
 FAILURE_MARKER = "SKITFLOW-FAILURE "
@@ -303,12 +304,10 @@ def evaluate(model: Any, test: Any, metrics: Any, classification: Any, report: A
     if result.confusion_matrix is not None:
         labels, matrix = result.confusion_matrix
         classification.log_confusion_matrix([str(x) for x in labels], [[int(v) for v in row] for row in matrix])
-    os.makedirs(os.path.dirname(metrics.path) or ".", exist_ok=True)
-    with open(metrics.path, "w", encoding="utf-8") as handle:
-        json.dump(_json_safe({"metrics": result.scalars, **result.details}), handle, indent=2, sort_keys=True)
+    write_text(metrics.path, json.dumps(_json_safe({"metrics": result.scalars, **result.details}),
+                                        indent=2, sort_keys=True))
     metrics.metadata["format"] = "json"
-    with open(report.path, "w", encoding="utf-8") as handle:
-        handle.write(result.report_html)
+    write_text(report.path, result.report_html)
     report.metadata["format"] = "html"
 
     passed, score = True, float("nan")

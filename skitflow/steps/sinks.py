@@ -1,15 +1,14 @@
 """Built-in sinks: where a recipe's artifacts end up.
 
 `file` writes any artifact (a dataset, a model, metrics, a report) to a local path. Writes are
-atomic: the content goes to a hidden temporary file in the destination folder, which then
-replaces the destination in one rename, so a reader (or a crash half-way) never sees a
-half-written file.
+atomic (`skitflow.util.atomic`): the content goes to a hidden temporary file in the destination
+folder, is fsynced, then replaces the destination in one rename, so a reader (or a crash half-way)
+never sees a half-written file.
 """
 
 from __future__ import annotations
 
 import os
-import secrets
 import shutil
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, Literal
@@ -20,6 +19,7 @@ from pydantic import Field, field_validator
 
 from skitflow.errors import StepFailed
 from skitflow.steps.base import ArtifactFile, RunContext, SinkStep, StepSettings
+from skitflow.util.atomic import atomic_folder, atomic_path
 
 __all__ = ["SINKS"]
 
@@ -139,36 +139,14 @@ def _converter(source_format: str, target_format: str) -> Callable[[str, str], N
     return convert
 
 
-def _temporary_name(target: str) -> str:
-    folder, name = os.path.split(target)
-    return os.path.join(folder, f".{name}.{secrets.token_hex(6)}.tmp")
-
-
 def _write_atomically(target: str, write: Callable[[str], None], overwrite: bool) -> None:
-    """Write through `write(temporary_path)`, then move the result onto `target` in one step.
-
-    The temporary file is created with the usual permissions (0666 less the umask) rather than
-    mkstemp's 0600, so the final file is readable like any other the user writes. Without
-    `overwrite`, a hard link publishes the file, which fails rather than replace one that
-    appeared meanwhile.
-    """
-    temporary = _temporary_name(target)
-    os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    """Write through `write(temporary_path)`, then publish onto `target` in one step
+    (`util.atomic`); without `overwrite`, a target that exists or appears meanwhile is kept."""
     try:
-        write(temporary)
-        descriptor = os.open(temporary, os.O_RDONLY)
-        try:
-            os.fsync(descriptor)
-        finally:
-            os.close(descriptor)
-        if overwrite:
-            os.replace(temporary, target)
-        else:
-            _publish_without_replacing(temporary, target)
-    except BaseException:
-        if os.path.lexists(temporary):
-            os.unlink(temporary)
-        raise
+        with atomic_path(target, overwrite=overwrite) as temporary:
+            write(str(temporary))
+    except FileExistsError:
+        raise _exists_error(target) from None
 
 
 def _exists_error(target: str) -> StepFailed:
@@ -178,41 +156,13 @@ def _exists_error(target: str) -> StepFailed:
     )
 
 
-def _publish_without_replacing(temporary: str, target: str) -> None:
-    try:
-        os.link(temporary, target)
-    except FileExistsError:
-        raise _exists_error(target) from None
-    except OSError:  # a file system without hard links: check, then rename
-        if os.path.lexists(target):
-            raise _exists_error(target) from None
-        os.replace(temporary, target)
-        return
-    os.unlink(temporary)
-
-
 def _replace_folder(source: str, target: str, overwrite: bool) -> None:
     """Copy a folder artifact next to `target`, then swap it in with renames."""
-    temporary = _temporary_name(target)
-    shutil.copytree(source, temporary)
-    old = None
     try:
-        if os.path.lexists(target):
-            if not overwrite:
-                raise _exists_error(target)
-            old = _temporary_name(target)
-            os.replace(target, old)
-        os.replace(temporary, target)
-    except BaseException:
-        shutil.rmtree(temporary, ignore_errors=True)
-        if old is not None and not os.path.lexists(target):
-            os.replace(old, target)
-        raise
-    if old is not None:
-        if os.path.isdir(old) and not os.path.islink(old):
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.unlink(old)
+        with atomic_folder(target, overwrite=overwrite) as temporary:
+            shutil.copytree(source, temporary)
+    except FileExistsError:
+        raise _exists_error(target) from None
 
 
 SINKS: list[type[SinkStep]] = [FileSink]

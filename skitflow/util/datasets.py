@@ -7,8 +7,9 @@ dies half-way never leaves a file a later task would mistake for a result.
 
 from __future__ import annotations
 
-import os
 from typing import TYPE_CHECKING
+
+from skitflow.util.atomic import atomic_path
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -30,17 +31,9 @@ def read_dataset(path: str) -> pd.DataFrame:
 
 
 def write_dataset(frame: pd.DataFrame, path: str, file_format: str = "parquet") -> None:
-    """Write atomically: temp file beside the target, then rename."""
-    folder = os.path.dirname(path) or "."
-    os.makedirs(folder, exist_ok=True)
-    temp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.tmp")
-    try:
+    """Write atomically (temp file beside the target, fsync, rename): see `util.atomic`."""
+    with atomic_path(path) as temporary:
         if file_format == "csv":
-            frame.to_csv(temp, index=False)
+            frame.to_csv(temporary, index=False)
         else:
-            frame.to_parquet(temp, engine="pyarrow", index=False, compression="snappy")
-        os.replace(temp, path)
-    except BaseException:
-        if os.path.exists(temp):
-            os.remove(temp)
-        raise
+            frame.to_parquet(temporary, engine="pyarrow", index=False, compression="snappy")
