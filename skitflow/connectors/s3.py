@@ -35,6 +35,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from skitflow.errors import RemoteError, StepFailed, did_you_mean
+from skitflow.util.redact import redact
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -63,8 +64,6 @@ DEFAULT_MULTIPART_THRESHOLD = 64 * MiB
 
 ENDPOINT_VARIABLES = ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "S3_ENDPOINT_URL")
 CREDENTIAL_VARIABLES = "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN if used)"
-_SECRET_VARIABLES = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN",
-                     "AWS_ACCESS_KEY_ID")
 _GLOB_CHARACTERS = "*?["
 _BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]$")
 _COMPRESSIONS = {".gz": "gzip", ".bz2": "bz2", ".zst": "zstd", ".lz4": "lz4"}
@@ -156,15 +155,6 @@ def _max_attempts(environ: Mapping[str, str]) -> int:
         return DEFAULT_MAX_ATTEMPTS
 
 
-def _scrub(text: str, environ: Mapping[str, str]) -> str:
-    """Belt and braces: remove credential values should a server ever echo one back."""
-    for name in _SECRET_VARIABLES:
-        value = environ.get(name) or os.environ.get(name)
-        if value and len(value) >= 4:
-            text = text.replace(value, "***")
-    return text
-
-
 # -- errors -------------------------------------------------------------------------------------
 
 
@@ -190,6 +180,10 @@ class _Translator:
         self.endpoint = endpoint
         self.attempts = attempts
         self.environ = environ
+
+    def _redact(self, text: str) -> str:
+        """Should a server ever echo a credential back: this connector's and the process's."""
+        return redact(text, environ={**os.environ, **self.environ})
 
     def __call__(self, error: BaseException, action: str, uri: S3Uri | str) -> RemoteError:
         from botocore import exceptions as bx
@@ -225,15 +219,14 @@ class _Translator:
             return self._client_error(error, action, uri, where, tries)
         if isinstance(error, OSError):
             return RemoteError(f"s3: local file error {where}: {error}")
-        text = _scrub(f"{type(error).__name__}: {error}", self.environ)
+        text = self._redact(f"{type(error).__name__}: {error}")
         return RemoteError(f"s3: {action} {uri} failed: {text}")
 
     def _client_error(self, error: Any, action: str, uri: S3Uri | str, where: str,
                       tries: str) -> RemoteError:
         code = _error_code(error)
         bucket = uri.bucket if isinstance(uri, S3Uri) else str(uri)
-        message = _scrub(str((error.response.get("Error") or {}).get("Message") or ""),
-                         self.environ)
+        message = self._redact(str((error.response.get("Error") or {}).get("Message") or ""))
         if code in ("NoSuchBucket",):
             return RemoteError(
                 f"s3: bucket `{bucket}` does not exist at {self.endpoint} ({where}); create it "
