@@ -168,7 +168,7 @@ def _recipe(info: Mapping[str, Any]) -> _Names:
         if name not in RECIPE_NAMES:
             raise TemplateProblem(f"template error: 'recipe' has no name `{name}`",
                                   did_you_mean(name, RECIPE_NAMES) or AVAILABLE)
-        return str(info.get(name) or "")
+        return str(info.get(name) or "").replace("\x00", "")
 
     return _Names("recipe", resolve)
 
@@ -196,6 +196,9 @@ class Renderer:
         secret into its message."""
         if "{{" not in text and "{%" not in text:
             return text
+        if "\x00" in text:  # NUL marks run-time names in rendered text: it cannot be forged
+            raise TemplateProblem("a templated value cannot contain NUL characters",
+                                  "remove the \\0 characters from the value")
         try:
             rendered = self._render(text)
         except TemplateProblem as exc:
