@@ -227,6 +227,26 @@ def test_the_recipe_wide_output_limit_counts_every_value(cli, tmp_path: Path) ->
     assert "recipe output limit" in result.stderr
 
 
+def many_templates(count: int) -> str:
+    """A recipe with `count` distinct templates that need the sandbox (a filter each)."""
+    return recipe("data.csv") + "sinks:\n" + "".join(
+        f"  - file: {{path: \"{{{{ recipe.name | upper }}}}/{i}.csv\"}}\n" for i in range(count))
+
+
+def test_fifty_distinct_sandboxed_templates_fit_in_a_recipe() -> None:
+    loaded = load_recipe_text(many_templates(50), "r.yaml", {})
+    assert loaded.recipe.sinks[49] == {"file": {"path": "DEMO/49.csv"}}
+
+
+def test_compiling_too_many_distinct_templates_is_over_the_work_limit(cli, tmp_path: Path) -> None:
+    (tmp_path / "r.yaml").write_text(many_templates(400))
+    started = time.perf_counter()
+    result = cli("validate", tmp_path / "r.yaml")
+    assert result.exit_code == 2
+    assert "work limit" in result.stderr and "r.yaml:" in result.stderr
+    assert time.perf_counter() - started < 2.0
+
+
 def test_limits_are_within_the_documented_bounds() -> None:
     assert MAX_STRING_LENGTH >= 10_000 and MAX_LOOP_ITERATIONS >= 1_000 and MAX_ITEMS >= 100
     assert set(LIMITS) == {"template length", "template nesting", "string length", "items",

@@ -56,8 +56,8 @@ MAX_LOOP_ITERATIONS = 10_000
 MAX_OPERATIONS = 250_000
 #: units charged for compiling one template with Jinja, plus COMPILE_COST_PER_CHARACTER for each
 #: of its characters (a unit is about a microsecond; the same text is compiled once)
-COMPILE_COST = 5_000
-COMPILE_COST_PER_CHARACTER = 30
+COMPILE_COST = 2_000
+COMPILE_COST_PER_CHARACTER = 20
 #: characters rendered by all templates of one recipe together
 MAX_RENDERED_TOTAL = 1_000_000
 
@@ -94,10 +94,15 @@ class TemplateProblem(Exception):
         self.hint = hint
 
 
+class _RecipeOverLimit(TemplateProblem):
+    """A limit of the whole recipe is spent: reported once, the other templates are left alone."""
+
+
 def _over(limit: str, found: str) -> TemplateProblem:
     value, what = LIMITS[limit]
-    return TemplateProblem(f"template error: {found} is over the {limit} limit ({value:,} {what})",
-                           "templates are for names and short text; compute large values elsewhere")
+    kind = _RecipeOverLimit if limit in ("work", "recipe output") else TemplateProblem
+    return kind(f"template error: {found} is over the {limit} limit ({value:,} {what})",
+                "templates are for names and short text; compute large values elsewhere")
 
 
 class _Names:
@@ -184,6 +189,7 @@ class Renderer:
         self._budget = _Budget()
         self._compiled: dict[str, Any] = {}
         self._rendered = 0
+        self._spent = False  # a recipe-wide limit was reported
         self._names: dict[str, _Names] = {
             "params": _symbolic("params", param_names),
             "run": _symbolic("run", RUN_NAMES),
@@ -194,7 +200,7 @@ class Renderer:
     def render(self, text: str) -> Any:
         """Render `text`; returns a str or a ParamRef. Raises TemplateProblem, never leaking a
         secret into its message."""
-        if "{{" not in text and "{%" not in text:
+        if ("{{" not in text and "{%" not in text) or self._spent:
             return text
         if "\x00" in text:  # NUL marks run-time names in rendered text: it cannot be forged
             raise TemplateProblem("a templated value cannot contain NUL characters",
@@ -202,6 +208,7 @@ class Renderer:
         try:
             rendered = self._render(text)
         except TemplateProblem as exc:
+            self._spent = isinstance(exc, _RecipeOverLimit)
             redact = self._scanner.redact
             raise TemplateProblem(redact(exc.message), redact(exc.hint) if exc.hint else None
                                   ) from None
