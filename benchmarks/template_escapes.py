@@ -45,7 +45,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         for label, text in rows:
             code, seconds, mib, leaked = measure(text, Path(folder))
-            cell = label.replace("|", "\\|").replace("\n", " ")
+            cell = label.replace("|", "\\|").replace("\n", " ").replace("\x00", "\\0")
             print(f"| `{cell}` | {code} | {seconds:.2f} | {mib:.0f} | {'YES' if leaked else 'no'} |",
                   flush=True)
 
