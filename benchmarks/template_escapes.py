@@ -1,6 +1,7 @@
 """The hostile-template table: each escape and over-limit template of tests/test_templating.py, run
 as `python -m skitflow validate FILE` under `/usr/bin/time -v` with real secrets in the
-environment; prints a Markdown table (exit code, wall seconds, peak RSS, secret shown?).
+environment; prints a Markdown table (exit code, wall seconds and peak RSS of the whole process,
+the seconds of the same `validate` in an already started process, secret shown?).
 
     PYTHONPATH=. python benchmarks/template_escapes.py > table.md
 """
@@ -12,6 +13,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,19 +37,35 @@ def measure(text: str, folder: Path) -> tuple[int, float, float, bool]:
     return done.returncode, seconds, int(rss.group(1)) / 1024 if rss else float("nan"), leaked
 
 
+def in_process(path: Path) -> tuple[int, float]:
+    """Exit code and seconds of `validate` in this process (imports already done)."""
+    from typer.testing import CliRunner
+
+    from skitflow.cli import app
+
+    started = time.perf_counter()
+    result = CliRunner().invoke(app, ["validate", str(path)])
+    return result.exit_code, time.perf_counter() - started
+
+
 def main() -> None:
+    os.environ.update({**SECRETS, **PLAIN})
     rows = [("baseline: a valid recipe", recipe("data.csv"))]
     rows += [(template, recipe(template)) for template in ESCAPES]
     rows += [(f"{template[:70]}{'...' if len(template) > 70 else ''} ({limit})", recipe(template))
              for template, limit in OVER_LIMITS]
-    print("| input | exit | seconds | peak MiB | secret shown |")
-    print("|---|---|---|---|---|")
+    print("| input | exit | seconds (process) | peak MiB (process) | seconds (in-process) "
+          "| secret shown |")
+    print("|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as folder:
+        in_process(Path(folder) / "absent.yaml")  # warm up: imports
         for label, text in rows:
             code, seconds, mib, leaked = measure(text, Path(folder))
+            code_here, seconds_here = in_process(Path(folder) / "r.yaml")
+            assert code_here == code, (label, code, code_here)
             cell = label.replace("|", "\\|").replace("\n", " ").replace("\x00", "\\0")
-            print(f"| `{cell}` | {code} | {seconds:.2f} | {mib:.0f} | {'YES' if leaked else 'no'} |",
-                  flush=True)
+            print(f"| `{cell}` | {code} | {seconds:.2f} | {mib:.0f} | {seconds_here:.3f} "
+                  f"| {'YES' if leaked else 'no'} |", flush=True)
 
 
 if __name__ == "__main__":
