@@ -19,8 +19,9 @@ from typer.testing import CliRunner
 from skitflow.api import compile_recipe
 from skitflow.cli import app
 from skitflow.submit import config
-from skitflow.submit.client import Credentials, RetryPolicy, credentials_from, redact
+from skitflow.submit.client import Credentials, RetryPolicy, credentials_from
 from skitflow.submit.reconcile import normalise_cron, schedule_spec
+from skitflow.util.redact import redact
 from tests.kfp_server import KfpTestServer, bearer_token, running_kfp_server, session_cookie
 
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
@@ -590,7 +591,7 @@ def test_credentials_and_redaction():
     assert credentials_from(None, None, {"KFP_COOKIE": "a=b1b2b3"}).kind == "cookie"
     both = Credentials(token="tok-123456", cookie="s=val-654321")
     assert both.kind == "bearer+cookie"
-    assert redact("x tok-123456 y val-654321", both) == "x *** y ***"
+    assert redact("x tok-123456 y val-654321", both.secrets()) == "x *** y ***"
     policy = RetryPolicy(attempts=5, backoff=0.5, max_backoff=4)
     assert [round(policy.delay(n) / d, 1) <= 1.1 for n, d in ((1, 0.5), (4, 4.0), (9, 4.0))] == [
         True] * 3

@@ -25,6 +25,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from skitflow.errors import RemoteError, did_you_mean
+from skitflow.util.redact import redact
 from skitflow.util.retry import RetryPolicy
 
 if TYPE_CHECKING:
@@ -205,13 +206,17 @@ class LabelStudioClient:
                     "batch_size",
                 ) from None
             raise RemoteError(
-                f"labelstudio: cannot reach Label Studio at {self.url} ({_reason(exc)})",
+                f"labelstudio: cannot reach Label Studio at {self.url} ({self._redact(_reason(exc))})",
                 hint=f"check `{URL_ENV}` and that Label Studio is running there",
             ) from None
         except requests.RequestException as exc:
             raise RemoteError(
-                f"labelstudio: request to {self.url} failed while {what}: {_reason(exc)}"
+                f"labelstudio: request to {self.url} failed while {what}: {self._redact(_reason(exc))}"
             ) from None
+
+    def _redact(self, text: str) -> str:
+        """What the server or the HTTP library said, without this client's tokens."""
+        return redact(text, (self._token, self._access))
 
     def _authorization(self) -> str:
         if self.kind == "legacy":
@@ -236,13 +241,13 @@ class LabelStudioClient:
                 raise RemoteError(f"labelstudio: Label Studio at {self.url} did not answer the "
                                   "token refresh in time") from None
             raise RemoteError(
-                f"labelstudio: cannot reach Label Studio at {self.url} ({_reason(exc)})",
+                f"labelstudio: cannot reach Label Studio at {self.url} ({self._redact(_reason(exc))})",
                 hint=f"check `{URL_ENV}` and that Label Studio is running there",
             ) from None
         if response.status_code in (400, 401, 403):
             raise RemoteError(
                 f"labelstudio: Label Studio at {self.url} refused the personal access token in "
-                f"`{self.token_env}` ({response.status_code}: {_detail(response)})",
+                f"`{self.token_env}` ({response.status_code}: {self._redact(_detail(response))})",
                 hint=f"check `{self.token_env}`: the token may be revoked or expired, or personal "
                 "access tokens may be turned off for the organization",
             )
@@ -256,7 +261,7 @@ class LabelStudioClient:
         return str(access)
 
     def _http_error(self, response: requests.Response, what: str) -> RemoteError:
-        status, detail = response.status_code, _detail(response)
+        status, detail = response.status_code, self._redact(_detail(response))
         if status in (401, 403):
             refused = "refused" if status == 401 else "does not allow"
             return RemoteError(

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from skitflow.errors import RemoteError, StepFailed
+from skitflow.util.redact import redact
 
 if TYPE_CHECKING:
     from skitflow.connectors.s3 import S3Uri
@@ -19,17 +20,11 @@ if TYPE_CHECKING:
 __all__ = ["CREDENTIAL_VARIABLES", "ErrorTranslator", "error_code", "exists_error", "with_code"]
 
 CREDENTIAL_VARIABLES = "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN if used)"
-_SECRET_VARIABLES = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN",
-                     "AWS_ACCESS_KEY_ID")
 
 
 def _scrub(text: str, environ: Mapping[str, str]) -> str:
-    """Belt and braces: remove credential values should a server ever echo one back."""
-    for name in _SECRET_VARIABLES:
-        value = environ.get(name) or os.environ.get(name)
-        if value and len(value) >= 4:
-            text = text.replace(value, "***")
-    return text
+    """Should a server ever echo a credential back: this connector's and the process's."""
+    return redact(text, environ={**os.environ, **environ})
 
 
 def error_code(error: BaseException) -> str:

@@ -22,9 +22,9 @@ from typing import Any
 from skitflow.steps.base import ArtifactFile, Kind, RunContext, Step
 from skitflow.util.atomic import write_text
 from skitflow.util.datasets import read_dataset, write_dataset
+from skitflow.util.redact import redact
 
 FAILURE_MARKER = "SKITFLOW-FAILURE "
-_SECRET_WORDS = ("SECRET", "TOKEN", "PASSWORD", "PASSWD", "KEY", "CREDENTIAL")
 
 
 @dataclass
@@ -76,7 +76,7 @@ class _TaskRun:
             self.calls.append(_Call(step, settings, call["location"]))
 
     def log(self, message: str) -> None:
-        print(f"[{self.name}] {message}", flush=True)
+        print(f"[{self.name}] {redact(message)}", flush=True)
 
     def failed(self, call: _Call, exc: BaseException) -> None:
         self.report_failure(call.step.name, call.location, exc)
@@ -177,23 +177,6 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, SkitflowError | ValueError | KeyError | LookupError):
         return str(exc)
     return f"{type(exc).__name__}: {exc}"
-
-
-_URL_PASSWORD = re.compile(r"://[^/:@\s]+:([^@\s]+)@")
-
-
-def redact(text: str) -> str:
-    """Replace secrets from the environment found in `text`: values of secret-looking variables,
-    and passwords inside URLs (DATABASE_URL and the like)."""
-    for name, value in os.environ.items():
-        if not value or len(value) < 4:
-            continue
-        if any(w in name.upper() for w in _SECRET_WORDS):
-            text = text.replace(value, "***")
-        for match in _URL_PASSWORD.finditer(value):
-            if len(match.group(1)) >= 3:
-                text = text.replace(match.group(1), "***")
-    return text
 
 
 def _run_id(uri: str) -> str:

@@ -26,6 +26,7 @@ from pydantic import Field, field_validator, model_validator
 from skitflow.errors import RemoteError, SkitflowError, StepFailed, did_you_mean
 from skitflow.steps.base import RunContext, SourceStep, StepSettings
 from skitflow.steps.columns import ColumnList
+from skitflow.util.redact import redact
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -176,8 +177,9 @@ class SqlSource(SourceStep):
         except sa.exc.DBAPIError as exc:
             raise _translate(exc, url, engine, settings, target) from None
         except Exception as exc:  # noqa: BLE001 - anything else, with the password masked
-            raise StepFailed(_scrub(f"sql: reading from {target} failed: "
-                                    f"{type(exc).__name__}: {_first_line(str(exc))}", url)) from None
+            raise StepFailed(redact(f"sql: reading from {target} failed: "
+                                    f"{type(exc).__name__}: {_first_line(str(exc))}",
+                                    [url.password])) from None
         finally:
             engine.dispose()
         what = f"table `{settings.table}`" if settings.table else "query"
@@ -512,7 +514,7 @@ def _translate(exc: Any, url: sa.URL, engine: sa.Engine, settings: SqlSource.Set
                target: str) -> SkitflowError:
     """A driver error as a message a user can act on, without the password."""
     orig = getattr(exc, "orig", None)
-    text = _scrub(_first_line(str(orig if orig is not None else exc)), url)
+    text = redact(_first_line(str(orig if orig is not None else exc)), [url.password])
     low = text.lower()
     env = f"`{settings.url_env}`"
     if any(w in low for w in ("password authentication failed", "authentication failed",
@@ -568,18 +570,6 @@ def _translate(exc: Any, url: sa.URL, engine: sa.Engine, settings: SqlSource.Set
 
 def _first_line(text: str) -> str:
     return text.strip().splitlines()[0] if text.strip() else text
-
-
-def _scrub(text: str, url: sa.URL) -> str:
-    """Mask the password wherever a driver message might repeat it."""
-    from urllib.parse import quote, quote_plus
-
-    password = url.password
-    if password:
-        for form in {str(password), quote(str(password), safe=""), quote_plus(str(password))}:
-            if len(form) >= 3:
-                text = text.replace(form, "***")
-    return text
 
 
 SQL_STEPS: list[type[SourceStep]] = [SqlSource]

@@ -31,6 +31,7 @@ from typing import Any, TypeVar
 
 from skitflow.compile import kfp_compat
 from skitflow.errors import RemoteError, SkitflowError
+from skitflow.util.redact import redact
 from skitflow.util.retry import RetryPolicy
 
 __all__ = ["Credentials", "Kfp", "RetryPolicy", "Target", "credentials_from", "kfp_policy", "redact"]
@@ -312,7 +313,7 @@ class Kfp:
             except Exception as exc:  # the boundary: every kfp/urllib3 error is translated here
                 failure = classify(exc)
                 if failure is None:
-                    detail = redact(f"{type(exc).__name__}: {exc}", self.target.credentials)
+                    detail = redact(f"{type(exc).__name__}: {exc}", self.target.credentials.secrets())
                     raise RemoteError(f"unexpected error while {what}: {detail}") from exc
             wait = None
             if failure.transient:
@@ -407,7 +408,8 @@ class Kfp:
         else:
             message = f"talking to {host} failed while {what}: {failure.message}"
             hint = None
-        return RemoteError(redact(message, credentials), redact(hint, credentials) if hint else None)
+        secrets = credentials.secrets()
+        return RemoteError(redact(message, secrets), redact(hint, secrets) if hint else None)
 
 
 def _auth_hint(credentials: Credentials) -> str:
@@ -422,13 +424,6 @@ def _auth_hint(credentials: Credentials) -> str:
     if "cookie" in kind and "bearer" not in kind:
         return "the session cookie may have expired: log in again and copy a fresh one"
     return "the token may be expired, revoked or for another audience: get a fresh one"
-
-
-def redact(text: str, credentials: Credentials) -> str:
-    """Replace every credential value in `text` with ***."""
-    for secret in sorted(credentials.secrets(), key=len, reverse=True):
-        text = text.replace(secret, "***")
-    return text
 
 
 @contextlib.contextmanager

@@ -35,6 +35,7 @@ from skitflow.recipe.loader import load_recipe_file
 from skitflow.recipe.models import Schedule
 from skitflow.recipe.parameters import parse_assignments, read_params_file, resolve_parameters
 from skitflow.submit.client import Kfp
+from skitflow.util.redact import redact
 
 SCHEDULE_SUFFIX = "-schedule"
 MARKER = "skitflow"  # first word of the description of everything skitflow creates
@@ -608,6 +609,6 @@ def outcome_error(progress: RunProgress, link: str) -> SkitflowError | None:
         return None
     if progress.state == "FAILED":
         what = f"task `{progress.failed_task}` failed" if progress.failed_task else "the run failed"
-        detail = f": {progress.error}" if progress.error else ""
+        detail = f": {redact(progress.error)}" if progress.error else ""  # the server's words
         return RemoteError(f"run FAILED: {what}{detail}", hint=f"logs and details: {link}")
     return RemoteError(f"run ended {progress.state}", hint=f"details: {link}")
