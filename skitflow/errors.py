@@ -73,7 +73,37 @@ class SkitflowError(Exception):
 
 
 class RecipeError(SkitflowError):
-    """A recipe is invalid (syntax, schema, steps, columns or templates)."""
+    """A recipe is invalid (syntax, schema, steps, columns or templates).
+
+    One mistake gives one error: of several problems found at the same place, only the first
+    found is kept, because later checks see the consequence of the first (a template that failed
+    to render is not also "not a number").
+    """
+
+    def __init__(
+        self,
+        message: str | None = None,
+        location: Location | None = None,
+        hint: str | None = None,
+        *,
+        problems: Sequence[Problem] | None = None,
+        exit_code: int = EXIT_INVALID_INPUT,
+    ) -> None:
+        super().__init__(message, location, hint, problems=first_per_location(problems or []),
+                         exit_code=exit_code)
+
+
+def first_per_location(problems: Iterable[Problem]) -> list[Problem]:
+    """The problems in their order, without later ones at a location already reported."""
+    seen: set[Location] = set()
+    kept = []
+    for problem in problems:
+        if problem.location is not None:
+            if problem.location in seen:
+                continue
+            seen.add(problem.location)
+        kept.append(problem)
+    return kept
 
 
 class ParameterError(SkitflowError):
