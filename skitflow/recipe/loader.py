@@ -67,6 +67,11 @@ def read_recipe_text(file: str) -> str:
         raise RecipeError(f"recipe file `{file}` does not exist", hint="check the path") from None
     except OSError as exc:
         raise RecipeError(f"cannot read recipe file `{file}`: {exc.strerror or exc}") from None
+    return decode_recipe_bytes(data, file)
+
+
+def decode_recipe_bytes(data: bytes, file: str) -> str:
+    """UTF-8 bytes -> text; too many bytes or a byte that is not UTF-8 is located."""
     if len(data) > MAX_RECIPE_BYTES:
         prefix = data[:MAX_RECIPE_BYTES].decode("utf-8", "ignore")
         raise too_large(file, offset_location(prefix, len(prefix), file))

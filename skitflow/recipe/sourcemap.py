@@ -9,6 +9,7 @@ path such as ``("steps", 2, "dropna", "columns")`` here and point at the right c
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -129,6 +130,7 @@ def _syntax_error(exc: yaml.MarkedYAMLError, text: str, file: str) -> RecipeErro
 #: Implicit scalar types that become Python values; every other plain scalar stays a string.
 _BUILT_SCALARS = {f"tag:yaml.org,2002:{name}" for name in ("null", "bool", "int", "float", "timestamp")}
 _MERGE_TAG = "tag:yaml.org,2002:merge"
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _NO_KEY: Any = object()  # a mapping waits for its next key
 _SKIP: Any = object()  # the value being built is thrown away (a bad or duplicate key)
 _MERGE: Any = object()  # the value being built is merged (`<<: *base`)
@@ -300,6 +302,13 @@ class _Builder:
 
     def _scalar(self, event: yaml.ScalarEvent) -> Any:
         if self._refuse_tag(event, f"`{_short(event.value)}`" if event.value else "an empty value"):
+            return event.value
+        control = _CONTROL.search(event.value)
+        if control:  # written as an escape ("\0", "\x07"): the reader refuses them raw
+            self.problems.append(Problem(
+                f"control character {control.group()!r} in a value is not allowed in a recipe",
+                self._location(event.start_mark), "remove the escape sequence from the string",
+                max(1, len(event.value))))
             return event.value
         tag = self.loader.resolve(yaml.ScalarNode, event.value, event.implicit)
         if tag not in _BUILT_SCALARS:

@@ -13,7 +13,7 @@ MAX_RECIPE_BYTES = 256 * 1024
 
 #: Most YAML values (scalars, lists and mappings) a recipe may hold once every alias is expanded.
 #: Counted while the document is built, so an alias bomb stops at the alias that crosses it.
-MAX_YAML_NODES = 10_000
+MAX_YAML_NODES = 5_000
 
 #: Deepest nesting of lists and mappings in a recipe.
 MAX_YAML_DEPTH = 100
