@@ -139,9 +139,12 @@ def _cap_memory() -> None:
     resource.setrlimit(resource.RLIMIT_AS, (ADDRESS_SPACE_CAP, ADDRESS_SPACE_CAP))
 
 
-def run_cli(args: list[str], cwd: Path, timeout: float = 10.0) -> Outcome:
-    """`python -m skitflow ARGS` in a child; its exit code, output, wall time and peak RSS."""
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(REPO),
+def run_cli(args: list[str], cwd: Path, timeout: float = 10.0, skitflow: Path = REPO) -> Outcome:
+    """`python -m skitflow ARGS` in a child; its exit code, output, wall time and peak RSS.
+
+    `skitflow` is the checkout whose package runs (another one to compare versions).
+    """
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(skitflow),
            "HOME": str(cwd), "LANG": "C.UTF-8", "COLUMNS": "200", **SECRET_ENV}
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         started = time.perf_counter()
@@ -169,11 +172,11 @@ def run_cli(args: list[str], cwd: Path, timeout: float = 10.0) -> Outcome:
                        killed.is_set())
 
 
-def run_hostile(case: Hostile, folder: Path, timeout: float = 10.0) -> Outcome:
+def run_hostile(case: Hostile, folder: Path, timeout: float = 10.0, skitflow: Path = REPO) -> Outcome:
     """Write the case to FOLDER/<id>.yaml and run its command on it from FOLDER."""
     path = folder / f"{case.id}.yaml"
     path.write_bytes(case.data)
     args = [case.command, path.name]
     if case.command == "compile":
         args += ["-o", str(folder / f"{case.id}.package.yaml")]
-    return run_cli(args, folder, timeout)
+    return run_cli(args, folder, timeout, skitflow)
