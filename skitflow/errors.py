@@ -45,6 +45,9 @@ class Problem:
 class SkitflowError(Exception):
     """An error caused by input the user can fix; printed without a traceback."""
 
+    #: Keep only the first problem found at each location (see RecipeError).
+    one_per_location = False
+
     def __init__(
         self,
         message: str | None = None,
@@ -57,6 +60,8 @@ class SkitflowError(Exception):
         found = list(problems or [])
         if message is not None:
             found.insert(0, Problem(message, location, hint))
+        if self.one_per_location:
+            found = first_per_location(found)
         self.problems = sorted(found, key=Problem.sort_key)
         self.exit_code = exit_code
         super().__init__(self.summary())
@@ -80,17 +85,7 @@ class RecipeError(SkitflowError):
     to render is not also "not a number").
     """
 
-    def __init__(
-        self,
-        message: str | None = None,
-        location: Location | None = None,
-        hint: str | None = None,
-        *,
-        problems: Sequence[Problem] | None = None,
-        exit_code: int = EXIT_INVALID_INPUT,
-    ) -> None:
-        super().__init__(message, location, hint, problems=first_per_location(problems or []),
-                         exit_code=exit_code)
+    one_per_location = True
 
 
 def first_per_location(problems: Iterable[Problem]) -> list[Problem]:

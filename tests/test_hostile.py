@@ -71,10 +71,10 @@ def test_a_billion_laughs_stops_at_the_alias_that_crosses_the_limit() -> None:
     with pytest.raises(SkitflowError) as info:
         load_recipe_text(text, "r.yaml", {})
     [problem] = info.value.problems
-    # `d` holds 9**3 = 729 strings plus its lists (820 values); the sixth `*d` in line `e` takes
-    # the count past 5,000, and the error points there, before anything more is copied.
+    # `e` holds 9**4 = 6,561 strings plus its lists (7,381 values); the first `*e` in line `f`
+    # takes the count past 10,000, and the error points there, before anything more is copied.
     line = text.splitlines()[problem.location.line - 1]
-    assert line.startswith("e:") and problem.location.column == line.index("*d") + 1 + 3 * 5
+    assert line.startswith("f:") and problem.location.column == line.index("*e") + 1
 
 
 def test_explicit_tags_are_all_reported_at_once() -> None:
