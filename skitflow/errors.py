@@ -45,6 +45,9 @@ class Problem:
 class SkitflowError(Exception):
     """An error caused by input the user can fix; printed without a traceback."""
 
+    #: Keep only the first problem found at each location (see RecipeError).
+    one_per_location = False
+
     def __init__(
         self,
         message: str | None = None,
@@ -57,6 +60,8 @@ class SkitflowError(Exception):
         found = list(problems or [])
         if message is not None:
             found.insert(0, Problem(message, location, hint))
+        if self.one_per_location:
+            found = first_per_location(found)
         self.problems = sorted(found, key=Problem.sort_key)
         self.exit_code = exit_code
         super().__init__(self.summary())
@@ -73,7 +78,27 @@ class SkitflowError(Exception):
 
 
 class RecipeError(SkitflowError):
-    """A recipe is invalid (syntax, schema, steps, columns or templates)."""
+    """A recipe is invalid (syntax, schema, steps, columns or templates).
+
+    One mistake gives one error: of several problems found at the same place, only the first
+    found is kept, because later checks see the consequence of the first (a template that failed
+    to render is not also "not a number").
+    """
+
+    one_per_location = True
+
+
+def first_per_location(problems: Iterable[Problem]) -> list[Problem]:
+    """The problems in their order, without later ones at a location already reported."""
+    seen: set[Location] = set()
+    kept = []
+    for problem in problems:
+        if problem.location is not None:
+            if problem.location in seen:
+                continue
+            seen.add(problem.location)
+        kept.append(problem)
+    return kept
 
 
 class ParameterError(SkitflowError):

@@ -27,6 +27,36 @@ def test_validate_reports_problems_of_every_file_with_exit_2(cli, repo_root) -> 
     assert "Traceback" not in result.output
 
 
+def test_validate_a_folder_skips_compiled_packages_and_other_yaml(cli, repo_root, tmp_path) -> None:
+    (tmp_path / "nested").mkdir()
+    (tmp_path / "nested" / "ci.yaml").write_text("jobs: {test: {runs-on: ubuntu}}\n")
+    (tmp_path / "recipe.yaml").write_text((REPO / "recipes/prepare-tickets.yaml").read_text())
+    result = cli("validate", "tests/recipes/valid", tmp_path)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.count("ok ") == 5
+    assert "skipped 5 YAML file(s) that are not skitflow recipes" in result.stderr
+    assert "data-prep.package.yaml" in result.stderr and "ci.yaml" in result.stderr
+
+
+def test_a_file_named_explicitly_is_validated_even_if_it_is_not_a_recipe(cli, repo_root) -> None:
+    result = cli("validate", "tests/recipes/valid/data-prep.package.yaml")
+    assert result.exit_code == 2
+    assert "missing required key `apiVersion`" in result.stderr
+
+
+def test_validate_warns_when_a_local_source_path_does_not_exist(cli, tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("apiVersion: skitflow/v1\nname: r\nsource:\n  csv: {path: data/in.csv}\n")
+    result = cli("validate", "r.yaml")
+    assert result.exit_code == 0, result.output
+    assert "warning: r.yaml:4:15: local source path `data/in.csv` does not exist" in result.stderr
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "in.csv").write_text("a\n1\n")
+    result = cli("validate", "r.yaml")
+    assert result.exit_code == 0 and "warning" not in result.stderr
+
+
 def test_missing_file_is_invalid_input(cli, tmp_path) -> None:
     result = cli("validate", tmp_path / "nope.yaml")
     assert result.exit_code == 2

@@ -222,3 +222,32 @@ def test_a_parameter_named_like_a_python_keyword_is_refused() -> None:
     text = "apiVersion: skitflow/v1\nname: k\nparameters:\n  class: {type: str}\nsource:\n  csv: {path: a.csv}\n"
     with pytest.raises(SkitflowError, match="not a keyword"):
         load_recipe_text(text, "r.yaml")
+
+
+def test_parameters_compile_in_any_order_of_defaults(tmp_path: Path) -> None:
+    """Parameters are a mapping: one without a default may follow one with a default."""
+    text = """\
+apiVersion: skitflow/v1
+name: any-order
+parameters:
+  a: {type: int, default: 1}
+  b: {type: int}
+  c: {type: str, default: x}
+  d: {type: float}
+source:
+  csv: {path: "data/{{ params.c }}.csv"}
+steps:
+  - sample: {n: "{{ params.a }}"}
+  - sample: {n: "{{ params.b }}"}
+    isolate: true
+split:
+  train_test: {test_size: "{{ params.d }}"}
+"""
+    package = compile_recipe(load_recipe_text(text, "r.yaml"))
+    spec = check_package(package.text, tmp_path)
+    inputs = spec["root"]["inputDefinitions"]["parameters"]
+    assert inputs["a"]["defaultValue"] == 1 and inputs["c"]["defaultValue"] == "x"
+    assert "defaultValue" not in inputs["b"] and "defaultValue" not in inputs["d"]
+    wired = {name: task["inputs"]["parameters"] for name, task in spec["root"]["dag"]["tasks"].items()}
+    assert wired["split-train-test"]["param_d"] == {"componentInputParameter": "d"}
+    assert any(p.get("param_b") == {"componentInputParameter": "b"} for p in wired.values())

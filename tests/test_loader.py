@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from skitflow.errors import SkitflowError, render
-from skitflow.recipe.loader import LoadedRecipe, load_recipe_text
+from skitflow.recipe.loader import LoadedRecipe, decode_recipe_bytes, load_recipe_text
 from skitflow.recipe.templating import ParamRef
+from tests.mutants import REPO, mutate, seed_recipes
 
 MINIMAL = """\
 apiVersion: skitflow/v1
@@ -145,3 +148,43 @@ def test_any_mutated_document_yields_a_recipe_or_a_skitflow_error(document: dict
         load_recipe_text(text, "r.yaml")
     except SkitflowError as exc:
         assert exc.problems
+
+
+#: The mutation test runs 2,000 examples in CI (CI=true) and fewer on a laptop; both profiles
+#: can be chosen by name with SKITFLOW_MUTANTS_PROFILE.
+settings.register_profile("mutants-ci", max_examples=2000, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("mutants-dev", max_examples=200, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+MUTANTS_PROFILE = os.environ.get(
+    "SKITFLOW_MUTANTS_PROFILE", "mutants-ci" if os.environ.get("CI") == "true" else "mutants-dev")
+SEEDS = [(p.relative_to(REPO).as_posix(), p.read_text(encoding="utf-8")) for p in seed_recipes()]
+
+
+def test_the_mutation_test_starts_from_every_kind_of_real_recipe() -> None:
+    folders = {name.split("/")[0] for name, _ in SEEDS}
+    assert folders == {"tests", "recipes", "examples"} and len(SEEDS) >= 8
+
+
+@settings(settings.get_profile(MUTANTS_PROFILE))
+@given(st.sampled_from(SEEDS), st.randoms(use_true_random=False))
+def test_mutated_real_recipes_yield_a_plan_or_a_located_error(seed, rng) -> None:
+    """Line edits, indentation, scalar swaps, truncation, byte flips, aliases and tags.
+
+    A mutant either validates, and then compiles, or fails with exit 2 and every problem located.
+    """
+    from skitflow.compile.build import compile_plan
+    from skitflow.plan.planner import build_plan
+    from skitflow.steps.registry import default_registry
+
+    name, text = seed
+    data = mutate(text, rng)
+    try:
+        loaded = load_recipe_text(decode_recipe_bytes(data, name), name, {"HOME": "/home/u"},
+                                  partial=True)
+        plan = build_plan(loaded, default_registry())
+    except SkitflowError as exc:
+        assert exc.exit_code == 2, exc.summary()
+        assert exc.problems and all(p.location and p.message for p in exc.problems), exc.summary()
+        return
+    assert compile_plan(plan).text.startswith("#")  # a recipe that validates must compile

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import glob
+import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from skitflow.cli.common import print_warnings, stdout
-from skitflow.errors import SkitflowError
+from skitflow.errors import Problem, SkitflowError
+
+if TYPE_CHECKING:
+    from skitflow.plan.planner import Plan
+    from skitflow.recipe.loader import LoadedRecipe
 
 
 def validate(
@@ -30,11 +37,35 @@ def validate(
     files = find_recipes(recipes)
     for file in files:
         try:
-            plan = build_plan(load_recipe_file(file, partial=True), default_registry())
+            loaded = load_recipe_file(file, partial=True)
+            plan = build_plan(loaded, default_registry())
         except SkitflowError as exc:
             problems.extend(exc.problems)
             continue
-        print_warnings(plan.warnings)
+        print_warnings([*plan.warnings, *missing_local_sources(loaded, plan)])
         stdout().print(f"ok {file} ({len(plan.tasks)} tasks)", markup=False)
     if problems:
         raise SkitflowError(problems=problems)
+
+
+def missing_local_sources(loaded: LoadedRecipe, plan: Plan) -> list[Problem]:
+    """Warnings for local source paths that do not exist now (they may by the time it runs)."""
+    from urllib.parse import urlsplit
+
+    warnings = []
+    for task in plan.tasks:
+        for call in task.calls:
+            path = call.settings.get("path") if call.kind.value == "source" else None
+            if not isinstance(path, str) or "{{" in path:
+                continue
+            scheme = urlsplit(path).scheme.lower()
+            if len(scheme) > 1 and scheme != "file":  # s3://, http(s)://; one letter: a drive
+                continue
+            local = path[len("file://"):] if scheme == "file" else path
+            exists = glob.glob(local, recursive=True) if glob.has_magic(local) else os.path.exists(local)
+            if not exists:
+                warnings.append(loaded.source_map.problem(
+                    ("source", call.step, "path"),
+                    f"local source path `{path}` does not exist",
+                    "relative paths are read from the directory `skitflow run` starts in"))
+    return warnings

@@ -70,7 +70,9 @@ def build_pipeline(plan: Plan) -> Any:
 
     from skitflow.compile.components import PARAM_PREFIX, component_function
 
-    param_names = list(plan.parameters)
+    # Parameters are a mapping; kfp reads them from a Python signature, where an argument
+    # without a default may not follow one with a default. Those without defaults go first.
+    param_names = sorted(plan.parameters, key=lambda name: plan.parameters[name].default is not None)
 
     def body(*args: Any) -> None:
         channels = dict(zip(param_names, args, strict=True))
@@ -117,7 +119,7 @@ def build_pipeline(plan: Plan) -> Any:
                 annotation=PARAM_TYPES[spec.type],
                 default=inspect.Parameter.empty if spec.default is None else spec.default,
             )
-            for name, spec in plan.parameters.items()
+            for name, spec in ((name, plan.parameters[name]) for name in param_names)
         ]
     )
     body.__name__ = plan.name.replace("-", "_")

@@ -485,10 +485,13 @@ class _Planner:
 
     def check_structure(self, split: _Item | None, otherwise: _Item | None, trainer: _Item | None,
                         evaluator: _Item | None, sinks: Iterable[_Item | None]) -> None:
-        if trainer is not None and split is None:
+        # What the recipe *writes* counts, not what parsed: a trainer with a mistake in its
+        # settings already has its error, and must not also make every model sink an error.
+        r = self.recipe
+        if trainer is not None and r.split is None:
             self.problems.append(self.map.problem(("trainer",), "a trainer needs a `split:` to train on",
                                                   "add `split: {train_test: {test_size: 0.2}}`", key=True))
-        if evaluator is not None and trainer is None:
+        if evaluator is not None and r.trainer is None:
             self.problems.append(self.map.problem(("evaluator",), "an evaluator needs a `trainer:` to evaluate",
                                                   key=True))
         if split is not None and split.options.when and otherwise is None and trainer is not None:
@@ -500,11 +503,11 @@ class _Planner:
             self.problems.append(self.map.problem(("split", "otherwise"), "`otherwise:` without `when:`",
                                                   "add a `when:` condition or remove `otherwise:`", key=True))
         available = {"dataset"}
-        if split is not None:
+        if r.split is not None:
             available |= {"train", "test"}
-        if trainer is not None:
+        if r.trainer is not None:
             available.add("model")
-        if evaluator is not None:
+        if r.evaluator is not None:
             available |= {"metrics", "report"}
         for item in sinks:
             if item is not None and item.options.input not in available:

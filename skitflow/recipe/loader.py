@@ -12,15 +12,15 @@ import types
 import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path as FsPath
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
 from skitflow.errors import Problem, RecipeError, did_you_mean
 from skitflow.recipe.models import Recipe
-from skitflow.recipe.sourcemap import Path, SourceMap, parse_yaml
+from skitflow.recipe.sourcemap import Path, SourceMap, offset_location, parse_yaml, too_large
 from skitflow.recipe.templating import Renderer, TemplateProblem
+from skitflow.util.limits import MAX_RECIPE_BYTES
 
 #: Values that are never templated: parameter declarations and run-time conditions.
 _NOT_TEMPLATED = ("parameters",)
@@ -68,13 +68,36 @@ def load_recipe_file(
 ) -> LoadedRecipe:
     """Read and load a recipe file; a missing or unreadable file is a RecipeError too."""
     file = str(path)
+    text = read_recipe_text(file)
+    return load_recipe_text(text, file, os.environ if environ is None else environ, partial=partial)
+
+
+def read_recipe_text(file: str) -> str:
+    """The text of a recipe file: at most MAX_RECIPE_BYTES read, UTF-8 checked with a location."""
     try:
-        text = FsPath(file).read_text(encoding="utf-8")
+        with open(file, "rb") as handle:
+            data = handle.read(MAX_RECIPE_BYTES + 1)
     except FileNotFoundError:
         raise RecipeError(f"recipe file `{file}` does not exist", hint="check the path") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise RecipeError(f"cannot read recipe file `{file}`: {exc}") from None
-    return load_recipe_text(text, file, os.environ if environ is None else environ, partial=partial)
+    except OSError as exc:
+        raise RecipeError(f"cannot read recipe file `{file}`: {exc.strerror or exc}") from None
+    return decode_recipe_bytes(data, file)
+
+
+def decode_recipe_bytes(data: bytes, file: str) -> str:
+    """UTF-8 bytes -> text; too many bytes or a byte that is not UTF-8 is located."""
+    if len(data) > MAX_RECIPE_BYTES:
+        prefix = data[:MAX_RECIPE_BYTES].decode("utf-8", "ignore")
+        raise too_large(file, offset_location(prefix, len(prefix), file))
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        before = data[: exc.start].decode("utf-8", "replace")
+        raise RecipeError(
+            f"the recipe is not UTF-8 text: byte 0x{data[exc.start]:02x} cannot be decoded",
+            offset_location(before, len(before), file),
+            "save the file as UTF-8",
+        ) from None
 
 
 def load_recipe_text(
@@ -90,6 +113,12 @@ def load_recipe_text(
     to go on checking its steps (see LoadedRecipe.problems).
     """
     raw, source_map = parse_yaml(text, file)
+    if raw is None:
+        raise RecipeError(
+            "the recipe is empty",
+            source_map.locate(())[0],
+            "start from the example in README.md: `apiVersion: skitflow/v1`, `name:`, `source:`",
+        )
     if not isinstance(raw, dict):
         raise RecipeError(
             "a recipe must be a YAML mapping with `apiVersion`, `name`, `source`, ...",

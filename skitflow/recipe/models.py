@@ -71,6 +71,27 @@ class Resources(_Strict):
     memory_limit: str | None = Field(None, description="Memory limit.")
     gpu: Gpu | None = Field(None, description="Accelerators for the task.")
 
+    @field_validator("cpu", "cpu_limit")
+    @classmethod
+    def _cpu(cls, value: str | float | None) -> str | float | None:
+        if value is not None and (isinstance(value, bool) or not _CPU_RE.fullmatch(str(value))):
+            raise ValueError(f"`{value}` is not a CPU amount; write cores like 2 or 0.5, "
+                             "or millicores like 500m")
+        return value
+
+    @field_validator("memory", "memory_limit")
+    @classmethod
+    def _memory(cls, value: str | None) -> str | None:
+        if value is not None and not _MEMORY_RE.fullmatch(value):
+            raise ValueError(f"`{value}` is not a memory amount; write bytes with a unit like "
+                             "512Mi or 2Gi (units: K, M, G, T, P, E and Ki, Mi, Gi, Ti, Pi, Ei)")
+        return value
+
+
+#: Kubernetes quantities as kfp accepts them (kfp.dsl.PipelineTask validates with these).
+_CPU_RE = re.compile(r"([0-9]*[.])?[0-9]+m?")
+_MEMORY_RE = re.compile(r"[0-9]+(E|Ei|P|Pi|T|Ti|G|Gi|M|Mi|K|Ki)?")
+
 
 class Retries(_Strict):
     count: int = Field(ge=0, le=20, description="How many times a failed task is retried.")
