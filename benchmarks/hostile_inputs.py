@@ -57,15 +57,14 @@ def main() -> None:
                 "exit": "timeout" if outcome.timed_out else outcome.exit_code,
                 "seconds": round(outcome.seconds, 2), "peak_rss_mib": round(outcome.peak_rss_mib, 1),
                 "located": hostile.LOCATION.search(outcome.stderr) is not None,
-                "fixed_on": case.fixed_on, "message": _summary(outcome),
+                "message": _summary(outcome),
             })
     if args.markdown:
         print("| case | bytes | exit | s | peak MiB | located | message |")
         print("|---|---:|---:|---:|---:|---|---|")
         for r in rows:
-            note = f" (branch {r['fixed_on']})" if r["fixed_on"] else ""
             message = r["message"].replace("|", "\\|").replace("`", "'")
-            print(f"| {r['case']}{note} | {r['bytes']} | {r['exit']} | {r['seconds']} | "
+            print(f"| {r['case']} | {r['bytes']} | {r['exit']} | {r['seconds']} | "
                   f"{r['peak_rss_mib']} | {'yes' if r['located'] else 'no'} | {message} |")
     else:
         print(json.dumps(rows, indent=2))

@@ -51,7 +51,6 @@ class Hostile:
     data: bytes
     expect: str  # a phrase of the error message
     command: str = "validate"
-    fixed_on: str | None = None  # the helper branch that fixes it, while it is not merged
     exit_code: int = 2
 
 
@@ -99,19 +98,14 @@ REPRODUCERS: list[Hostile] = [
     _h("memory-2Gx", BASE + "defaults: {resources: {memory: 2Gx}}\n", "not a memory amount"),
     _h("cpu-lots", BASE + "defaults: {resources: {cpu: lots}}\n", "not a CPU amount"),
     # Templates: escapes to the environment and unbounded work (helper `secrets`).
-    _h("template-env-environ", BASE + 'description: "{{ env._environ }}"\n', "template",
-       fixed_on="secrets"),
-    _h("template-env-dict", BASE + 'description: "{{ env.__dict__ }}"\n', "template",
-       fixed_on="secrets"),
-    _h("template-params-class", BASE + 'description: "{{ params.__class__ }}"\n', "template",
-       fixed_on="secrets"),
-    _h("template-self", BASE + 'description: "{{ self }}"\n', "template", fixed_on="secrets"),
-    _h("template-huge-power", BASE + 'description: "{{ 9**(9**9) }}"\n', "template",
-       fixed_on="secrets"),
-    _h("template-huge-string", BASE + "description: \"{{ 'a' * 10**10 }}\"\n", "template",
-       fixed_on="secrets"),
+    _h("template-env-environ", BASE + 'description: "{{ env._environ }}"\n', "template"),
+    _h("template-env-dict", BASE + 'description: "{{ env.__dict__ }}"\n', "template"),
+    _h("template-params-class", BASE + 'description: "{{ params.__class__ }}"\n', "template"),
+    _h("template-self", BASE + 'description: "{{ self }}"\n', "template"),
+    _h("template-huge-power", BASE + 'description: "{{ 9**(9**9) }}"\n', "template"),
+    _h("template-huge-string", BASE + "description: \"{{ 'a' * 10**10 }}\"\n", "template"),
     # The expression language (helper `expr`).
-    _h("when-3000-unary-minus", _when("-" * 3000 + "rows > 1"), "when", fixed_on="expr"),
+    _h("when-3000-unary-minus", _when("-" * 3000 + "rows > 1"), "when"),
 ]
 
 #: Recipes that must succeed (exit 0), with the command that proves it.

@@ -1,8 +1,7 @@
 """Hostile input through the real CLI: a clean exit 2 at a location, fast and small, no traceback.
 
 Every reproducer of issue 9 (tests/hostile.py) runs `python -m skitflow validate` in a child with
-a timeout and a 1 GiB address-space cap; its peak RSS comes from the kernel. Cases another branch
-fixes are marked xfail(strict) until that branch is merged: then the mark must go.
+a timeout and a 1 GiB address-space cap; its peak RSS comes from the kernel.
 """
 
 from __future__ import annotations
@@ -21,8 +20,7 @@ MAX_RSS_MIB = 200.0
 
 
 def _param(case: Hostile):
-    marks = [pytest.mark.xfail(strict=True, reason=f"fixed on branch {case.fixed_on}")] if case.fixed_on else []
-    return pytest.param(case, id=case.id, marks=marks)
+    return pytest.param(case, id=case.id)
 
 
 @pytest.mark.parametrize("case", [_param(c) for c in REPRODUCERS])
