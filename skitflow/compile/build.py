@@ -68,9 +68,15 @@ def build_pipeline(plan: Plan) -> Any:
     import_kfp()
     from kfp import dsl
 
-    from skitflow.compile.components import PARAM_PREFIX, component_function
+    from skitflow.compile.components import PARAM_PREFIX, RUN_INPUTS, component_function
 
     param_names = list(plan.parameters)
+    # The run's identity comes from Kubeflow itself: the driver substitutes these (kfp.local too).
+    run_placeholders = {
+        "id": dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+        "name": dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+        "date": dsl.PIPELINE_JOB_CREATE_TIME_UTC_PLACEHOLDER,
+    }
 
     def body(*args: Any) -> None:
         channels = dict(zip(param_names, args, strict=True))
@@ -81,12 +87,14 @@ def build_pipeline(plan: Plan) -> Any:
 
         def add(task: Task) -> None:
             function = component_function(
-                task.component, [(name, plan.parameters[name].type) for name in task.params])
+                task.component, [(name, plan.parameters[name].type) for name in task.params],
+                task.run_names)
             component = dsl.component(
                 function, base_image=task.options.image or plan.image, install_kfp_package=False)
             component.component_spec.name = task.id
             arguments: dict[str, Any] = {"spec": task_spec(plan, task)}
             arguments.update({f"{PARAM_PREFIX}{name}": channels[name] for name in task.params})
+            arguments.update({RUN_INPUTS[name]: run_placeholders[name] for name in task.run_names})
             for name, refs in task.inputs.items():
                 arguments[name] = output(refs[0]) if len(refs) == 1 else dsl.OneOf(*map(output, refs))
             made[task.id] = _apply_options(component(**arguments), task)

@@ -25,6 +25,7 @@ from skitflow.compile.build import Package
 from skitflow.compile.emit import write_atomically
 from skitflow.errors import Location, StepFailed
 from skitflow.run import kfp_local_fixes
+from skitflow.run.parity import parity_lines
 from skitflow.run.runtime import FAILURE_MARKER
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -209,7 +210,12 @@ def run_package(
     result = RunResult(package.name, out_dir, _run_dir(out_dir, package.name), tracker.tasks,
                        time.monotonic() - started, tracker.failure)
     _collect_outputs(result)
-    write_atomically(out_dir / "summary.json", json.dumps(summary_dict(result), indent=2, sort_keys=True))
+    summary = summary_dict(result)
+    # Who this run was, as kfp.local named it (the values tasks using `run.*` received), and
+    # what of the package's Kubernetes settings this machine ignored or imitated.
+    summary["run"] = kfp_local_fixes.run_identity(init["pipeline_root"])
+    summary["local_parity"] = parity_lines(package.plan, os.environ)
+    write_atomically(out_dir / "summary.json", json.dumps(summary, indent=2, sort_keys=True))
     return result
 
 
