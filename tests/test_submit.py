@@ -37,13 +37,13 @@ description: A small recipe for submit tests.
   verbose: {{type: bool, default: false}}
   label: {{type: str, default: demo}}
 source:
-  csv: {{path: data/rows.csv, columns: [a, b, c]}}
+  csv: {{path: "s3://data/rows.csv", columns: [a, b, c]}}
 steps:
   - select_columns: {{columns: "{{{{ params.columns }}}}"}}
   - rename_columns: {{mapping: "{{{{ params.renames }}}}"}}
     isolate: true
 sinks:
-  - file: {{path: "out/{{{{ params.label }}}}.{suffix}", format: csv}}
+  - s3: {{uri: "s3://out/{{{{ params.label }}}}.{suffix}", format: csv}}
 {schedule}"""
 SCHEDULE = """\
 schedule:

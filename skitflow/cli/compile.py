@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from pathlib import Path
 
 import typer
@@ -10,6 +11,13 @@ from skitflow.cli.common import print_warnings, stdout
 from skitflow.errors import SkitflowError
 
 RECIPE_SUFFIXES = (".yaml", ".yml")
+
+
+class Target(enum.StrEnum):
+    """Where the package is meant to run."""
+
+    kubeflow = "kubeflow"
+    local = "local"
 
 
 def find_recipes(paths: list[Path]) -> list[Path]:
@@ -33,17 +41,28 @@ def compile_command(
         None, "-o", "--output",
         help="Package file (for one recipe) or folder (for a folder). Default: build/NAME.yaml.",
     ),
+    target: Target = typer.Option(
+        Target.kubeflow, "--target",
+        help="kubeflow: also refuse what cannot work in a pod (local paths, localhost, plugins "
+        "missing from the image); local: for `skitflow run` and kfp.local.",
+    ),
 ) -> None:
     """Compile recipes into Kubeflow Pipelines v2 packages (IR YAML)."""
     from skitflow.api import compile_recipe
     from skitflow.compile.emit import write_atomically
+    from skitflow.plan.cluster import require_cluster_ready
+    from skitflow.recipe.loader import load_recipe_file
+    from skitflow.steps.registry import default_registry
 
     files = find_recipes([recipe])
     to_folder = recipe.is_dir() or output is None or output.suffix not in RECIPE_SUFFIXES
     packages, problems = [], []
     for file in files:
         try:
-            packages.append((file, compile_recipe(file)))
+            loaded = load_recipe_file(file, partial=True)
+            packages.append((file, compile_recipe(loaded)))
+            if target is Target.kubeflow:
+                require_cluster_ready(loaded, default_registry())
         except SkitflowError as exc:
             if exc.exit_code != 2:
                 raise
@@ -60,7 +79,7 @@ def compile_command(
         names[package.name] = file
     for file, package in packages:
         print_warnings(package.plan.warnings)
-        target = (output or Path("build")) / f"{package.name}.yaml" if to_folder else output
-        assert target is not None
-        write_atomically(target, package.text)
-        stdout().print(f"compiled {file} -> {target} ({len(package.plan.tasks)} tasks)", markup=False)
+        written = (output or Path("build")) / f"{package.name}.yaml" if to_folder else output
+        assert written is not None
+        write_atomically(written, package.text)
+        stdout().print(f"compiled {file} -> {written} ({len(package.plan.tasks)} tasks)", markup=False)

@@ -178,7 +178,8 @@ def _apply_options(task: Any, planned: Task) -> Any:
         )
     if options.caching is not None:
         task.set_caching_options(options.caching)
-    if options.timeout or options.node_selector or options.tolerations or options.secrets:
+    if (options.timeout or options.node_selector or options.tolerations or options.secrets
+            or options.volumes):
         kubernetes = import_kfp_kubernetes()
 
         if options.timeout:
@@ -193,6 +194,8 @@ def _apply_options(task: Any, planned: Task) -> Any:
                 task, secret_name=secret.secret,
                 secret_key_to_env={key: env for env, key in sorted(secret.env.items())},
             )
+        for volume in options.volumes or []:
+            kubernetes.mount_pvc(task, pvc_name=volume.pvc, mount_path=volume.mount)
     return task
 
 

@@ -64,6 +64,9 @@ class Step:
     #: False for steps whose result depends on the outside world (a database, an annotation
     #: service) or that have side effects: their task is not cached unless the recipe says so.
     cacheable: ClassVar[bool] = True
+    #: Settings holding a path or URL the step reads or writes. Compiling for Kubeflow refuses
+    #: local paths there (a pod cannot see this machine's files) unless under a mounted volume.
+    paths: ClassVar[tuple[str, ...]] = ()
 
     # -- column contract (pure) -------------------------------------------------------------
     def needs(self, settings: Any) -> Sequence[str]:
