@@ -328,6 +328,18 @@ class Kfp:
                 hint="pass --namespace (or set KFP_NAMESPACE, or `namespace` in [tool.skitflow])",
             )
 
+    def backend_version(self) -> str | None:
+        """The `tag_name` the host's healthz reports (None when it reports none)."""
+        self.connect()
+
+        def read(client: Any) -> dict[str, Any]:
+            if getattr(client, "_skitflow_healthz_raw", None) is None:
+                client.get_kfp_healthz()
+            return client._skitflow_healthz_raw
+
+        tag = self.call("reading the Kubeflow Pipelines version", read).get("tag_name")
+        return str(tag) if tag is not None else None
+
     def call(self, what: str, operation: Callable[[Any], T]) -> T:
         """Run `operation(client)`, retrying transient faults; `what` names it in messages.
 
@@ -496,8 +508,20 @@ def _client_class(timeout: float) -> type:
             return config
 
         def get_kfp_healthz(self, sleep_duration: int = 0) -> Any:
+            """One healthz request; the raw body too, for `tag_name` and `commit_sha`, which
+            the API server sends but the v2beta1 model drops."""
+            from kfp_server_api.models import V2beta1GetHealthzResponse
+
             self._skitflow_transport()
-            self._skitflow_healthz = self._healthz_api.healthz_service_get_healthz()
+            response = self._healthz_api.healthz_service_get_healthz(_preload_content=False)
+            try:
+                raw = json.loads(response.data or b"{}")
+            except ValueError:
+                raw = {}
+            self._skitflow_healthz_raw = raw if isinstance(raw, dict) else {}
+            self._skitflow_healthz = V2beta1GetHealthzResponse(
+                multi_user=self._skitflow_healthz_raw.get("multi_user"),
+                pipeline_store=self._skitflow_healthz_raw.get("pipeline_store"))
             return self._skitflow_healthz
 
         def _skitflow_transport(self) -> None:
