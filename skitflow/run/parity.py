@@ -29,6 +29,7 @@ def parity_lines(plan: Plan, environ: Mapping[str, str]) -> list[str]:
         ("tolerations", _tolerations, "ignored: every task runs on this machine"),
         ("timeout", _timeout, "not enforced: a local task may run longer"),
         ("retries", _retries, "not retried: a failed task fails the local run at once"),
+        ("volume", _volumes, "imitated: the local run reads and writes that path on this machine"),
     ]
     for label, read, effect in checks:
         groups = _group(plan.tasks, read)
@@ -92,6 +93,10 @@ def _timeout(options: TaskOptions) -> str | None:
 def _retries(options: TaskOptions) -> str | None:
     r = options.retries
     return f"{r.count} x, backoff {r.backoff}" if r and r.count else None
+
+
+def _volumes(options: TaskOptions) -> str | None:
+    return ", ".join(f"pvc {v.pvc} at {v.mount}" for v in options.volumes or []) or None
 
 
 def _secret_env(tasks: tuple[Task, ...]) -> dict[tuple[str, str, str], list[str]]:
