@@ -218,16 +218,10 @@ class Launcher:
         values: dict[str, Any] = {}
         for name, spec in task.get("inputs", {}).get("parameters", {}).items():
             if "componentInputParameter" in spec:
-                source = spec["componentInputParameter"]
-                if source not in params:
-                    raise _Unavailable(f"parameter {source}")
-                values[name] = params[source]
+                values[name] = _get(params, spec["componentInputParameter"])
             elif "taskOutputParameter" in spec:
                 ref = spec["taskOutputParameter"]
-                producer = done[ref["producerTask"]]
-                if producer.status != "succeeded" or ref["outputParameterKey"] not in producer.parameters:
-                    raise _Unavailable(f"{ref['producerTask']}.{ref['outputParameterKey']}")
-                values[name] = producer.parameters[ref["outputParameterKey"]]
+                values[name] = _upstream(done, ref["producerTask"], "parameters", ref["outputParameterKey"])
             elif "runtimeValue" in spec:
                 values[name] = self._constant(spec["runtimeValue"]["constant"], task)
             elif "taskFinalStatus" in spec:
@@ -261,16 +255,10 @@ class Launcher:
         found: dict[str, Artifact] = {}
         for name, spec in task.get("inputs", {}).get("artifacts", {}).items():
             if "componentInputArtifact" in spec:
-                source = spec["componentInputArtifact"]
-                if source not in artifacts:
-                    raise _Unavailable(f"artifact {source}")
-                found[name] = artifacts[source]
+                found[name] = _get(artifacts, spec["componentInputArtifact"])
             elif "taskOutputArtifact" in spec:
                 ref = spec["taskOutputArtifact"]
-                producer = done[ref["producerTask"]]
-                if producer.status != "succeeded" or ref["outputArtifactKey"] not in producer.artifacts:
-                    raise _Unavailable(f"{ref['producerTask']}.{ref['outputArtifactKey']}")
-                found[name] = producer.artifacts[ref["outputArtifactKey"]]
+                found[name] = _upstream(done, ref["producerTask"], "artifacts", ref["outputArtifactKey"])
             else:
                 raise HarnessError(f"artifact input kind {sorted(spec)} of `{name}` is not supported")
         return found
@@ -402,6 +390,22 @@ class Launcher:
 
 class _Unavailable(Exception):
     """An input whose producer did not run (a skipped branch)."""
+
+
+def _get(values: Mapping[str, Any], name: str) -> Any:
+    """An input of the enclosing DAG."""
+    if name not in values:
+        raise _Unavailable(name)
+    return values[name]
+
+
+def _upstream(done: Mapping[str, TaskResult], producer: str, kind: str, key: str) -> Any:
+    """An output (`parameters` or `artifacts`) of an upstream task that succeeded."""
+    result = done[producer]
+    outputs = getattr(result, kind)
+    if result.status != "succeeded" or key not in outputs:
+        raise _Unavailable(f"{producer}.{key}")
+    return outputs[key]
 
 
 def _topological(tasks: Mapping[str, Any]) -> list[str]:

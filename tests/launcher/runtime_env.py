@@ -28,7 +28,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 REQUIREMENTS = REPO / "requirements-runtime.txt"
-CACHE_ROOT = REPO / ".venv-runtime"
+#: Where built venvs are kept; SKITFLOW_RUNTIME_VENV_CACHE moves it out of the clone (e.g. so a CI
+#: machine that clones afresh for every run keeps one venv per requirements hash).
+CACHE_ROOT = Path(os.environ.get("SKITFLOW_RUNTIME_VENV_CACHE") or REPO / ".venv-runtime")
 MOUNT_ROOT_ENV = "SKITFLOW_HARNESS_MOUNT_ROOT"
 
 _MOUNT_HOOK = '''"""Harness only: kfp's local mount prefixes below $SKITFLOW_HARNESS_MOUNT_ROOT."""
