@@ -4,8 +4,9 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 IMAGE  ?= ghcr.io/skitflow/skitflow:$(VERSION)
+PLUGINS ?=
 
-.PHONY: setup example test test-fast services lint compile bench image schema goldens clean
+.PHONY: setup example test test-fast services lint compile bench image push-image schema goldens clean
 
 setup: $(VENV)/.installed
 
@@ -34,9 +35,10 @@ lint: setup
 	$(BIN)/ruff check skitflow tests benchmarks examples
 	$(BIN)/mypy
 
-## Rebuild build/ from recipes/.
+## Rebuild build/ from recipes/ (for `skitflow run`: the shipped recipes read local files;
+## `skitflow compile recipes` without --target local refuses them, as submit does).
 compile: setup
-	$(BIN)/skitflow compile recipes -o build
+	$(BIN)/skitflow compile recipes -o build --target local
 
 schema: setup
 	$(BIN)/skitflow schema -o schemas/recipe.schema.json
@@ -48,8 +50,13 @@ goldens: setup
 bench: setup
 	$(BIN)/python benchmarks/run.py
 
+## The runtime image (needs Docker). PLUGINS="pkg ..." adds plugin packages; then set IMAGE too.
 image:
-	docker build --build-arg VERSION=$(VERSION) -t $(IMAGE) .
+	docker build --build-arg VERSION=$(VERSION) --build-arg PLUGINS="$(PLUGINS)" -t $(IMAGE) .
+
+## Push it (after `docker login` to the registry in IMAGE).
+push-image: image
+	docker push $(IMAGE)
 
 clean:
 	rm -rf build runs .pytest_cache .mypy_cache .ruff_cache

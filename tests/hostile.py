@@ -173,5 +173,5 @@ def run_hostile(case: Hostile, folder: Path, timeout: float = 10.0, skitflow: Pa
     path.write_bytes(case.data)
     args = [case.command, path.name]
     if case.command == "compile":
-        args += ["-o", str(folder / f"{case.id}.package.yaml")]
+        args += ["--target", "local", "-o", str(folder / f"{case.id}.package.yaml")]
     return run_cli(args, folder, timeout, skitflow)

@@ -64,7 +64,7 @@ def test_missing_file_is_invalid_input(cli, tmp_path) -> None:
 
 
 def test_compile_a_folder_writes_one_package_per_recipe(cli, repo_root, tmp_path) -> None:
-    result = cli("compile", "recipes", "-o", tmp_path / "out")
+    result = cli("compile", "recipes", "-o", tmp_path / "out", "--target", "local")
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
         "prepare-tickets.yaml", "seed-workflow.yaml"]
@@ -76,7 +76,7 @@ def test_compile_writes_nothing_when_any_recipe_is_invalid(cli, repo_root, tmp_p
     (folder / "good.yaml").write_text((REPO / "recipes/prepare-tickets.yaml").read_text())
     (folder / "bad.yaml").write_text((REPO / "tests/recipes/invalid/unknown-step.yaml").read_text())
     out = tmp_path / "build"
-    result = cli("compile", folder, "-o", out)
+    result = cli("compile", folder, "-o", out, "--target", "local")
     assert result.exit_code == 2
     assert not out.exists() or not any(out.iterdir())
 

@@ -23,7 +23,7 @@ SEED = REPO / "recipes" / "seed-workflow.yaml"
 
 def _compile_in_subprocess(recipe: Path, out: Path, seed: str) -> bytes:
     env = {**os.environ, "PYTHONHASHSEED": seed}
-    subprocess.run([sys.executable, "-m", "skitflow", "compile", str(recipe), "-o", str(out)],
+    subprocess.run([sys.executable, "-m", "skitflow", "compile", str(recipe), "-o", str(out), "--target", "local"],
                    check=True, cwd=REPO, env=env, capture_output=True)
     return out.read_bytes()
 
@@ -85,7 +85,7 @@ def test_secret_values_never_reach_the_package(tmp_path: Path) -> None:
     secret = "s3cr3t-value-that-must-not-leak"
     env = {**os.environ, "AWS_SECRET_ACCESS_KEY": secret, "DB_PASSWORD": secret}
     out = tmp_path / "k.yaml"
-    subprocess.run([sys.executable, "-m", "skitflow", "compile", str(KUBERNETES), "-o", str(out)],
+    subprocess.run([sys.executable, "-m", "skitflow", "compile", str(KUBERNETES), "-o", str(out), "--target", "local"],
                    check=True, cwd=REPO, env=env, capture_output=True)
     text = out.read_text()
     assert secret not in text

@@ -684,7 +684,8 @@ def test_module_runs_standalone() -> None:
         assert url.startswith("http://127.0.0.1:")
         assert raw_request(f"{url}/apis/v2beta1/healthz") == (
             200,
-            {"multi_user": False, "pipeline_store": "database"},
+            {"commit_sha": "0123456789abcdef", "tag_name": "2.14.3", "multi_user": False,
+             "pipeline_store": "database"},
         )
     finally:
         process.terminate()

@@ -92,7 +92,8 @@ def test_two_steps_with_one_name_is_an_error_naming_both_packages(tmp_path: Path
 
 def test_a_compiled_plugin_step_names_its_package_not_its_module(demo_plugin, tmp_path: Path) -> None:
     (tmp_path / "recipe.yaml").write_text(RECIPE)
-    result = skitflow("compile", "recipe.yaml", "-o", "package.yaml", env=demo_plugin, cwd=tmp_path)
+    result = skitflow("compile", "recipe.yaml", "--target", "local", "-o", "package.yaml",
+                      env=demo_plugin, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     text = (tmp_path / "package.yaml").read_text()
     assert '"kind":"transform"' in text and '"package":"skitflow-demo-plugin"' in text

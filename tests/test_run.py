@@ -181,3 +181,43 @@ def test_the_cache_follows_changes_of_local_source_files(tmp_path: Path) -> None
     third = skitflow("run", "glob.yaml", "--out", "run3", "--cache-dir", "cache", cwd=tmp_path)
     assert third.returncode == 0, third.stderr
     assert json.loads((tmp_path / "run3" / "summary.json").read_text())["tasks"]["csv-dropna"]["status"] == "cached"
+
+
+RUN_IDENTITY_RECIPE = """\
+apiVersion: skitflow/v1
+name: identity
+defaults:
+  retries: {count: 2, backoff: 10s}
+  resources: {cpu: "1", memory_limit: 1Gi}
+  secrets: [{secret: store, env: {SKITFLOW_TEST_SET: a, SKITFLOW_TEST_UNSET: b}}]
+source:
+  csv: {path: data.csv}
+sinks:
+  - file: {path: "out/{{ run.id }}/{{ run.date }}/a.csv", format: csv}
+  - file: {path: "out/{{ run.id }}/{{ run.date }}/{{ run.name }}.csv", format: csv}
+"""
+
+
+def test_run_identity_comes_from_kfp_and_is_the_same_in_every_task(tmp_path: Path) -> None:
+    (tmp_path / "data.csv").write_text("a,b\n1,2\n")
+    (tmp_path / "r.yaml").write_text(RUN_IDENTITY_RECIPE)
+    result = skitflow("run", "r.yaml", "--out", "run", "--no-cache", cwd=tmp_path,
+                      env={"PYTHONPATH": str(REPO), "SKITFLOW_TEST_SET": "s3cr3t-value"})
+    assert result.returncode == 0, result.stdout + result.stderr
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    run = summary["run"]
+    assert run["id"].isdigit() and run["name"].startswith("identity-")
+    assert run["created"].endswith("Z")
+    day = run["created"][:10]
+    # both sink tasks got the same id and date: one folder, both files
+    written = sorted(p.relative_to(tmp_path / "out") for p in (tmp_path / "out").rglob("*.csv"))
+    assert written == sorted([Path(run["id"], day, "a.csv"), Path(run["id"], day, f"{run['name']}.csv")])
+    # the local-parity report: printed first, and in summary.json; never a secret's value
+    parity = summary["local_parity"]
+    assert any(line.startswith("retries 2 x") for line in parity)
+    assert any(line.startswith("resource limits memory=1Gi") for line in parity)
+    assert any("SKITFLOW_TEST_SET is set locally" in line for line in parity)
+    assert any("SKITFLOW_TEST_UNSET is NOT set locally" in line for line in parity)
+    assert "local run differs from Kubeflow in:" in result.stdout
+    assert result.stdout.index("differs from Kubeflow") < result.stdout.index("succeeded")
+    assert "s3cr3t-value" not in result.stdout + json.dumps(summary)

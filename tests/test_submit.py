@@ -38,13 +38,13 @@ description: A small recipe for submit tests.
   verbose: {{type: bool, default: false}}
   label: {{type: str, default: demo}}
 source:
-  csv: {{path: data/rows.csv, columns: [a, b, c]}}
+  csv: {{path: "s3://data/rows.csv", columns: [a, b, c]}}
 steps:
   - select_columns: {{columns: "{{{{ params.columns }}}}"}}
   - rename_columns: {{mapping: "{{{{ params.renames }}}}"}}
     isolate: true
 sinks:
-  - file: {{path: "out/{{{{ params.label }}}}.{suffix}", format: csv}}
+  - s3: {{uri: "s3://out/{{{{ params.label }}}}.{suffix}", format: csv}}
 {schedule}"""
 SCHEDULE = """\
 schedule:
@@ -52,6 +52,7 @@ schedule:
   max_concurrency: 2
   start: 2030-01-01T00:00:00Z
 """
+REPO_ROOT = Path(__file__).resolve().parent.parent
 ENVIRONMENT = ("KFP_HOST", "KFP_NAMESPACE", "KFP_EXPERIMENT", "KFP_TOKEN", "KFP_COOKIE",
                "KF_PIPELINES_SA_TOKEN_PATH", kfp_client_module.KF_PIPELINES_ENDPOINT_ENV,
                kfp_client_module.KF_PIPELINES_UI_ENDPOINT_ENV)
@@ -601,3 +602,47 @@ def test_credentials_and_redaction():
         assert max(waits) <= 1.1 * expected, (retry, max(waits))
     assert policy.delay(1, retry_after=3.0) >= 0.9 * 3.0  # a server's Retry-After is honoured
     assert policy.delay(1, retry_after=60.0) <= 1.1 * 4.0  # ... up to max_backoff
+
+
+# --------------------------------------------------------------------- backend versions
+
+RETRYING = RECIPE.replace("source:", "defaults:\n  retries: {{count: 2}}\nsource:", 1)
+
+
+@pytest.mark.parametrize("version", ["2.4.1", "v2.3.0"])
+def test_an_old_backend_is_refused_before_any_upload(tmp_path, version):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(RETRYING.format(version="", schedule="", suffix="csv"))
+    with running_kfp_server(backend_version=version) as old:
+        result = submit(old, recipe)
+        assert result.exit_code == 2, result.output
+        assert "task retries (`retries:`) needs 2.5.0 or newer" in result.stderr
+        assert version.lstrip("v") in result.stderr and "upgrade the backend" in result.stderr
+        assert posts(old) == []
+
+
+def test_a_supported_or_unknown_backend_is_accepted(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(RETRYING.format(version="", schedule="", suffix="csv"))
+    with running_kfp_server(backend_version="2.5.0") as new:
+        assert submit(new, recipe, "--no-run").exit_code == 0
+    with running_kfp_server(backend_version="unknown") as dev:
+        result = submit(dev, recipe, "--no-run")
+        assert result.exit_code == 0, result.output
+        assert "does not report its Kubeflow Pipelines version" in result.stderr
+
+
+def test_a_package_without_newer_features_runs_on_an_older_backend_with_a_note(tmp_path):
+    with running_kfp_server(backend_version="2.3.0") as old:
+        result = submit(old, write_recipe(tmp_path), "--no-run")
+        assert result.exit_code == 0, result.output
+        assert "older than 2.5.0, the oldest skitflow supports" in result.stderr
+
+
+def test_run_identity_needs_a_backend_that_substitutes_placeholders():
+    from skitflow.submit.versions import parse_version, unsupported
+
+    text = compile_recipe(REPO_ROOT / "tests" / "recipes" / "valid" / "kubernetes-options.yaml").text
+    assert any(line.startswith("run identity") for line in unsupported(text, (2, 4, 0)))
+    assert unsupported(text, (2, 5, 0)) == []
+    assert parse_version("2.5.0-rc.1") == (2, 5, 0) and parse_version("unknown") is None

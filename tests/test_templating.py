@@ -90,7 +90,7 @@ def test_a_package_compiled_from_every_documented_reach_holds_no_secret(cli, tmp
     text = recipe("data.csv") + "sinks:\n" + "".join(
         f"  - file: {{path: {json.dumps(t + '/out.csv')}}}\n" for t in templates[1:])
     (tmp_path / "r.yaml").write_text(text)
-    result = cli("compile", tmp_path / "r.yaml", "-o", tmp_path / "r.package.yaml")
+    result = cli("compile", tmp_path / "r.yaml", "--target", "local", "-o", tmp_path / "r.package.yaml")
     assert result.exit_code == 0, result.output
     package = (tmp_path / "r.package.yaml").read_text()
     assert "/data/in/x.csv" in package and "Eu_West_1" in package
@@ -145,7 +145,7 @@ def test_known_escapes_are_refused_at_their_location(
     path = tmp_path / "r.yaml"
     path.write_text(recipe(template))
     out = tmp_path / "out"
-    args = ("compile", path, "-o", out) if command == "compile" else ("validate", path)
+    args = ("compile", path, "--target", "local", "-o", out) if command == "compile" else ("validate", path)
     result = cli(*args)
     assert result.exit_code == 2, result.output
     assert f"r.yaml{LOCATION}" in result.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import re
 from pathlib import Path
 
@@ -31,6 +32,13 @@ def looks_like_recipe(path: Path) -> bool:
     except OSError:
         return True
     return bool(_RECIPE_MARK.search(head)) and not _PACKAGE_MARK.search(head)
+
+
+class Target(enum.StrEnum):
+    """Where the package is meant to run."""
+
+    kubeflow = "kubeflow"
+    local = "local"
 
 
 def find_recipes(paths: list[Path]) -> list[Path]:
@@ -64,6 +72,11 @@ def compile_command(
         None, "-o", "--output",
         help="Package file (for one recipe) or folder (for a folder). Default: build/NAME.yaml.",
     ),
+    target: Target = typer.Option(
+        Target.kubeflow, "--target",
+        help="kubeflow: also refuse what cannot work in a pod (local paths, localhost, plugins "
+        "missing from the image); local: for `skitflow run` and kfp.local.",
+    ),
 ) -> None:
     """Compile recipes into Kubeflow Pipelines v2 packages (IR YAML).
 
@@ -75,13 +88,19 @@ def compile_command(
     """
     from skitflow.api import compile_recipe
     from skitflow.compile.emit import write_package
+    from skitflow.plan.cluster import require_cluster_ready
+    from skitflow.recipe.loader import load_recipe_file
+    from skitflow.steps.registry import default_registry
 
     files = find_recipes([recipe])
     to_folder = recipe.is_dir() or output is None or output.suffix not in RECIPE_SUFFIXES
     packages, problems = [], []
     for file in files:
         try:
-            packages.append((file, compile_recipe(file)))
+            loaded = load_recipe_file(file, partial=True)
+            packages.append((file, compile_recipe(loaded)))
+            if target is Target.kubeflow:
+                require_cluster_ready(loaded, default_registry())
         except SkitflowError as exc:
             if exc.exit_code != 2:
                 raise
@@ -98,7 +117,7 @@ def compile_command(
         names[package.name] = file
     for file, package in packages:
         print_warnings(package.plan.warnings)
-        target = (output or Path("build")) / f"{package.name}.yaml" if to_folder else output
-        assert target is not None
-        write_package(target, package.text)
-        stdout().print(f"compiled {file} -> {target} ({len(package.plan.tasks)} tasks)", markup=False)
+        written = (output or Path("build")) / f"{package.name}.yaml" if to_folder else output
+        assert written is not None
+        write_package(written, package.text)
+        stdout().print(f"compiled {file} -> {written} ({len(package.plan.tasks)} tasks)", markup=False)

@@ -51,6 +51,13 @@ def run(
     # Bound now: while kfp.local runs, sys.stdout is redirected into the run log.
     console = Console(file=sys.stdout, highlight=False, soft_wrap=True)
     console.print(f"running {package.name} ({len(package.plan.tasks)} tasks) -> {out_dir}", markup=False)
+    from skitflow.run.parity import parity_lines
+
+    parity = parity_lines(package.plan, os.environ)
+    if parity:
+        console.print("local run differs from Kubeflow in:", markup=False)
+        for line in parity:
+            console.print(f"  - {line}", markup=False)
 
     seen: dict[str, tuple[str, int]] = {}
 

@@ -83,6 +83,11 @@ def submit(
                              start_run=not no_run, schedule_cron=schedule)
     print_warnings(submission.package.plan.warnings)
     plan = submission.package.plan
+    from skitflow.submit.versions import check_backend
+
+    note = check_backend(kfp.backend_version(), submission.package.text, kfp.target.host)
+    if note:
+        stderr().print(note, markup=False)
     out.print(f"submitting {plan.name} ({len(plan.tasks)} tasks) to {kfp.target.host}", markup=False)
     result = api.submit(kfp, submission)
 

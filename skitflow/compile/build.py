@@ -68,11 +68,17 @@ def build_pipeline(plan: Plan) -> Any:
     import_kfp()
     from kfp import dsl
 
-    from skitflow.compile.components import PARAM_PREFIX, component_function
+    from skitflow.compile.components import PARAM_PREFIX, RUN_INPUTS, component_function
 
     # Parameters are a mapping; kfp reads them from a Python signature, where an argument
     # without a default may not follow one with a default. Those without defaults go first.
     param_names = sorted(plan.parameters, key=lambda name: plan.parameters[name].default is not None)
+    # The run's identity comes from Kubeflow itself: the driver substitutes these (kfp.local too).
+    run_placeholders = {
+        "id": dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+        "name": dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+        "date": dsl.PIPELINE_JOB_CREATE_TIME_UTC_PLACEHOLDER,
+    }
 
     def body(*args: Any) -> None:
         channels = dict(zip(param_names, args, strict=True))
@@ -83,12 +89,14 @@ def build_pipeline(plan: Plan) -> Any:
 
         def add(task: Task) -> None:
             function = component_function(
-                task.component, [(name, plan.parameters[name].type) for name in task.params])
+                task.component, [(name, plan.parameters[name].type) for name in task.params],
+                task.run_names)
             component = dsl.component(
                 function, base_image=task.options.image or plan.image, install_kfp_package=False)
             component.component_spec.name = task.id
             arguments: dict[str, Any] = {"spec": task_spec(plan, task)}
             arguments.update({f"{PARAM_PREFIX}{name}": channels[name] for name in task.params})
+            arguments.update({RUN_INPUTS[name]: run_placeholders[name] for name in task.run_names})
             for name, refs in task.inputs.items():
                 arguments[name] = output(refs[0]) if len(refs) == 1 else dsl.OneOf(*map(output, refs))
             made[task.id] = _apply_options(component(**arguments), task)
@@ -164,7 +172,8 @@ def _apply_options(task: Any, planned: Task) -> Any:
         )
     if options.caching is not None:
         task.set_caching_options(options.caching)
-    if options.timeout or options.node_selector or options.tolerations or options.secrets:
+    if (options.timeout or options.node_selector or options.tolerations or options.secrets
+            or options.volumes):
         kubernetes = import_kfp_kubernetes()
 
         if options.timeout:
@@ -179,6 +188,8 @@ def _apply_options(task: Any, planned: Task) -> Any:
                 task, secret_name=secret.secret,
                 secret_key_to_env={key: env for env, key in sorted(secret.env.items())},
             )
+        for volume in options.volumes or []:
+            kubernetes.mount_pvc(task, pvc_name=volume.pvc, mount_path=volume.mount)
     return task
 
 

@@ -4,9 +4,10 @@ Each is a lightweight Python component whose body only hands over to `skitflow.r
 code runs in the container image on Kubeflow and in `skitflow run` (kfp.local's
 SubprocessRunner), so local runs cannot drift from cluster runs.
 
-A task's inputs are its artifacts, `spec` (the task's JSON: steps, settings, parameter types) and
+A task's inputs are its artifacts, `spec` (the task's JSON: steps, settings, parameter types),
 one typed input per pipeline parameter its steps use (`param_<name>`), wired straight to the
-pipeline parameter. That is why the functions are generated: their signatures depend on the
+pipeline parameter, and, only when its steps use `run.*`, the run's identity (`run_id`,
+`run_name`, `run_created`), fed from kfp's run placeholders. That is why the functions are generated: their signatures depend on the
 recipe. kfp embeds a component's source in the package, so the source is generated as text,
 deterministically, and registered with `linecache` where `inspect.getsource` finds it.
 """
@@ -23,33 +24,33 @@ _SHAPES: dict[str, tuple[str, str, str]] = {
     "prepare": (
         "out: Output[Dataset]",
         ' -> NamedTuple("Outputs", [("rows", int), ("probe", bool)])',
-        "return runtime.prepare(out, spec, params)",
+        "return runtime.prepare(out, spec, params{run})",
     ),
     "transform": (
         "data: Input[Dataset], out: Output[Dataset]",
         ' -> NamedTuple("Outputs", [("rows", int), ("probe", bool)])',
-        "return runtime.transform(data, out, spec, params)",
+        "return runtime.transform(data, out, spec, params{run})",
     ),
     "sink": (
         "data: Input[Artifact]",
         " -> str",
-        "return runtime.sink(data, spec, params)",
+        "return runtime.sink(data, spec, params{run})",
     ),
     "split": (
         "data: Input[Dataset], train: Output[Dataset], test: Output[Dataset]",
         ' -> NamedTuple("Outputs", [("train_rows", int), ("test_rows", int)])',
-        "return runtime.split(data, train, test, spec, params)",
+        "return runtime.split(data, train, test, spec, params{run})",
     ),
     "train": (
         "train: Input[Dataset], model: Output[Model]",
         "",
-        "runtime.train(train, model, spec, params)",
+        "runtime.train(train, model, spec, params{run})",
     ),
     "evaluate": (
         "model: Input[Model], test: Input[Dataset], metrics: Output[Metrics], "
         "classification: Output[ClassificationMetrics], report: Output[HTML]",
         ' -> NamedTuple("Outputs", [("passed", bool), ("score", float)])',
-        "return runtime.evaluate(model, test, metrics, classification, report, spec, params)",
+        "return runtime.evaluate(model, test, metrics, classification, report, spec, params{run})",
     ),
 }
 _DOCS = {
@@ -61,27 +62,39 @@ _DOCS = {
     "evaluate": "Evaluate the model on the test set and decide the gate.",
 }
 PARAM_PREFIX = "param_"
-_CACHE: dict[tuple[str, tuple[tuple[str, str], ...]], Callable[..., Any]] = {}
+#: `run.<name>` -> the component input that carries it (the value of a kfp run placeholder).
+RUN_INPUTS = {"id": "run_id", "name": "run_name", "date": "run_created"}
+_CACHE: dict[tuple[str, tuple[tuple[str, str], ...], tuple[str, ...]], Callable[..., Any]] = {}
 
 
-def component_source(component: str, params: Sequence[tuple[str, str]]) -> str:
-    """The Python source of a component taking `params` ((name, type) pairs) as typed inputs."""
+def component_source(component: str, params: Sequence[tuple[str, str]],
+                     run_names: Sequence[str] = ()) -> str:
+    """The Python source of a component taking `params` ((name, type) pairs) as typed inputs,
+    and the run identity inputs for the `run.*` names in `run_names`."""
     artifacts, returns, call = _SHAPES[component]
     inputs = "".join(f", {PARAM_PREFIX}{name}: {type_name}" for name, type_name in params)
     values = ", ".join(f"{name!r}: {PARAM_PREFIX}{name}" for name, _ in params)
+    run_inputs = [RUN_INPUTS[name] for name in sorted(run_names)]
+    inputs += "".join(f", {name}: str" for name in run_inputs)
+    run_line = ""
+    if run_inputs:
+        run_values = ", ".join(f"{name.removeprefix('run_')!r}: {name}" for name in run_inputs)
+        run_line = f"    run = {{{run_values}}}\n"
     return (
         f"def {component}({artifacts}, spec: str{inputs}){returns}:\n"
         f'    """{_DOCS[component]}"""\n'
         "    from skitflow import runtime\n"
         "\n"
         f"    params = {{{values}}}\n"
-        f"    {call}\n"
+        f"{run_line}"
+        f"    {call.format(run=', identity=run' if run_inputs else '')}\n"
     )
 
 
-def component_function(component: str, params: Sequence[tuple[str, str]]) -> Callable[..., Any]:
+def component_function(component: str, params: Sequence[tuple[str, str]],
+                       run_names: Sequence[str] = ()) -> Callable[..., Any]:
     """The component's function, generated once per signature."""
-    key = (component, tuple(params))
+    key = (component, tuple(params), tuple(sorted(run_names)))
     if key not in _CACHE:
         from typing import NamedTuple
 
@@ -96,7 +109,7 @@ def component_function(component: str, params: Sequence[tuple[str, str]]) -> Cal
             Output,
         )
 
-        source = component_source(component, params)
+        source = component_source(component, params, run_names)
         filename = f"<skitflow-component-{hashlib.sha256(source.encode()).hexdigest()[:12]}>"
         linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
         namespace: dict[str, Any] = {

@@ -124,8 +124,12 @@ def patch_kfp_local(run_subprocess: Callable[..., int] | None = None) -> None:
        whose content no longer matches (edited, truncated) makes the entry a miss. Entries are
        written atomically, so concurrent runs sharing a cache never see a partial entry.
 
+    6. Run identity: `{{$.pipeline_job_create_time_utc}}` is filled in once per run (kfp.local
+       leaves it as it is), and each run's identity is kept for :func:`local_run_identity`.
+
     The package itself is unchanged.
     """
+    _fill_run_create_time()
     _fix_conditions_and_oneof()
     from kfp.local import subprocess_task_handler
     from kfp.local.orchestrator import dag_orchestrator
@@ -135,6 +139,52 @@ def patch_kfp_local(run_subprocess: Callable[..., int] | None = None) -> None:
     if run_subprocess is not None:
         subprocess_task_handler.run_local_subprocess = run_subprocess
     _verify_cached_artifacts()
+
+
+_CREATE_TIME = "{{$.pipeline_job_create_time_utc}}"
+#: pipeline root -> {"id", "name", "created"} of the last run kfp.local started there
+_IDENTITIES: dict[str, dict[str, str]] = {}
+
+
+def local_run_identity(pipeline_root: str) -> dict[str, str] | None:
+    """The identity kfp.local gave the last run under `pipeline_root` (None: no task started)."""
+    return _IDENTITIES.get(pipeline_root)
+
+
+def _fill_run_create_time() -> None:
+    """kfp.local substitutes the job id and name placeholders but leaves
+    `{{$.pipeline_job_create_time_utc}}` as it is: substitute the time the run's first task
+    started (one value per run, as Kubeflow's driver does), and remember each run's identity by
+    pipeline root, so `skitflow run` can record it in summary.json."""
+    import datetime as dt
+
+    from kfp.local import placeholder_utils
+
+    if getattr(placeholder_utils.replace_placeholders, "_skitflow", False):
+        return
+    replace_placeholders = placeholder_utils.replace_placeholders
+    resolve_individual = placeholder_utils.resolve_individual_placeholder
+
+    def replace(full_command: Any, executor_input_dict: Any, pipeline_resource_name: str,
+                task_resource_name: str, pipeline_root: str, unique_pipeline_id: str) -> Any:
+        known = _IDENTITIES.get(pipeline_root)
+        if known is None or known["id"] != unique_pipeline_id:
+            created = dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
+            _IDENTITIES[pipeline_root] = {"id": unique_pipeline_id, "name": pipeline_resource_name,
+                                          "created": created.replace("+00:00", "Z")}
+        return replace_placeholders(full_command, executor_input_dict, pipeline_resource_name,
+                                    task_resource_name, pipeline_root, unique_pipeline_id)
+
+    def resolve(element: str, *args: Any, **kwargs: Any) -> Any:
+        if _CREATE_TIME in element:
+            known = _IDENTITIES.get(kwargs.get("pipeline_root", ""))
+            if known is not None:
+                element = element.replace(_CREATE_TIME, known["created"])
+        return resolve_individual(element, *args, **kwargs)
+
+    replace._skitflow = True  # type: ignore[attr-defined]
+    placeholder_utils.replace_placeholders = replace
+    placeholder_utils.resolve_individual_placeholder = resolve
 
 
 def _fix_conditions_and_oneof() -> None:
@@ -269,8 +319,20 @@ def client_class(timeout: float) -> type:
             return config
 
         def get_kfp_healthz(self, sleep_duration: int = 0) -> Any:
+            """One healthz request; the raw body is kept too, for `tag_name` and `commit_sha`,
+            which the API server sends but the v2beta1 model drops."""
+            from kfp_server_api.models import V2beta1GetHealthzResponse
+
             set_request_timeout(self)
-            self._skitflow_healthz = self._healthz_api.healthz_service_get_healthz()
+            response = self._healthz_api.healthz_service_get_healthz(_preload_content=False)
+            try:
+                raw = json.loads(response.data or b"{}")
+            except ValueError:
+                raw = {}
+            self._skitflow_healthz_raw = raw if isinstance(raw, dict) else {}
+            self._skitflow_healthz = V2beta1GetHealthzResponse(
+                multi_user=self._skitflow_healthz_raw.get("multi_user"),
+                pipeline_store=self._skitflow_healthz_raw.get("pipeline_store"))
             return self._skitflow_healthz
 
         def _skitflow_timeout(self) -> Any:
@@ -289,6 +351,13 @@ def set_request_timeout(client: Any) -> None:
 def client_healthz(client: Any) -> Any:
     """The healthz answer a :func:`client_class` client got at construction, or None."""
     return getattr(client, "_skitflow_healthz", None)
+
+
+def client_healthz_raw(client: Any) -> dict[str, Any]:
+    """The raw healthz body (with `tag_name`), asked for again if the client has none yet."""
+    if getattr(client, "_skitflow_healthz_raw", None) is None:
+        client.get_kfp_healthz()
+    return dict(client._skitflow_healthz_raw)
 
 
 def service_account_credentials(token_path: str) -> Any:

@@ -31,7 +31,7 @@ from skitflow.recipe.models import (
     TaskOptions,
 )
 from skitflow.recipe.sourcemap import Path, SourceMap
-from skitflow.recipe.templating import ParamRef, referenced_params
+from skitflow.recipe.templating import ParamRef, referenced_params, referenced_run_names
 from skitflow.steps.base import Columns, Kind, Step
 from skitflow.steps.registry import Registry
 
@@ -58,6 +58,7 @@ class StepCall:
     location: str  # "recipe.yaml:12:5", carried into the package for run-time errors
     params: tuple[str, ...]
     package: str  # the distribution that provides the step; the task finds it by kind and name
+    run_names: tuple[str, ...] = ()  # `run.*` names the settings use: id, date, name
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,15 @@ class Task:
         if self.gate is not None:
             used |= referenced_params([self.gate.min, self.gate.max])
         return tuple(sorted(used))
+
+    @property
+    def run_names(self) -> tuple[str, ...]:
+        """The run identity (`run.id`, `run.date`, `run.name`) this task's steps use.
+
+        Only these tasks get kfp's run placeholders as inputs: a run id among a task's inputs
+        makes every run a cache miss, so tasks that do not need it must not have it.
+        """
+        return tuple(sorted({n for call in self.calls for n in call.run_names}))
 
 
 @dataclass(frozen=True)
@@ -232,6 +242,7 @@ class _Planner:
             settings=raw_settings,
             location=f"{self.file_label}:{location.line}:{location.column}",
             params=tuple(sorted(referenced_params(raw_settings))),
+            run_names=tuple(sorted(referenced_run_names(raw_settings))),
             package=entry.package,
         )
         return _Item(call, step, settings, options, path, frozenset(option_values), checkable)

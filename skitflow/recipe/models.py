@@ -118,6 +118,17 @@ class SecretEnv(_Strict):
     env: dict[str, str] = Field(description="Environment variable -> key in the secret.")
 
 
+class Volume(_Strict):
+    """A PersistentVolumeClaim mounted into the task's pod (kfp-kubernetes `mount_pvc`).
+
+    Local paths under `mount` are fine on Kubeflow: the pod sees the volume there. `skitflow
+    run` reads and writes the same path on this machine.
+    """
+
+    pvc: str = Field(description="Name of an existing PersistentVolumeClaim in the run's namespace.")
+    mount: str = Field(pattern=r"^/", description="Absolute path where the volume appears, e.g. /data.")
+
+
 class TaskOptions(_Strict):
     """How a step's task runs on Kubernetes; set per recipe under `defaults:` or per step."""
 
@@ -129,6 +140,7 @@ class TaskOptions(_Strict):
     node_selector: dict[str, str] | None = None
     tolerations: list[Toleration] | None = None
     secrets: list[SecretEnv] | None = None
+    volumes: list[Volume] | None = Field(None, description="PersistentVolumeClaims to mount.")
 
     @field_validator("timeout")
     @classmethod
@@ -192,6 +204,11 @@ class Recipe(_Strict):
     version: str | None = Field(None, description="Your own version label, added to uploads.")
     parameters: dict[str, Parameter] = Field(default_factory=dict)
     image: str | None = Field(None, description="Default container image of every task.")
+    plugins: list[str] = Field(
+        default_factory=list,
+        description="Plugin packages (distributions) the image contains; a step from a plugin not "
+        "listed here cannot run on Kubeflow. Build such an image with `make image PLUGINS=...`.",
+    )
     dataset_format: Literal["parquet", "csv"] = Field(
         "parquet", description="File format of datasets passed between tasks."
     )

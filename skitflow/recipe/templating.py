@@ -620,17 +620,27 @@ def _check_product(left: Any, right: Any) -> None:
 
 def referenced_params(value: Any) -> set[str]:
     """Names of every pipeline parameter a (nested) value refers to."""
+    return _referenced(value, "params")
+
+
+def referenced_run_names(value: Any) -> set[str]:
+    """The `run.*` names (id, date, name) a (nested) value refers to: the task needs them as inputs."""
+    return _referenced(value, "run")
+
+
+def _referenced(value: Any, namespace: str) -> set[str]:
     found: set[str] = set()
     if isinstance(value, ParamRef):
-        found.add(value.name)
+        if namespace == "params":
+            found.add(value.name)
     elif isinstance(value, str):
-        found.update(m.group(2) for m in RUNTIME_TEMPLATE_RE.finditer(value) if m.group(1) == "params")
+        found.update(m.group(2) for m in RUNTIME_TEMPLATE_RE.finditer(value) if m.group(1) == namespace)
     elif isinstance(value, Mapping):
         for item in value.values():
-            found |= referenced_params(item)
+            found |= _referenced(item, namespace)
     elif isinstance(value, list | tuple):
         for item in value:
-            found |= referenced_params(item)
+            found |= _referenced(item, namespace)
     return found
 
 

@@ -40,6 +40,7 @@ from skitflow.compile.build import Package
 from skitflow.compile.emit import write_package
 from skitflow.errors import Location, Problem, SkitflowError, StepFailed
 from skitflow.run import task_processes
+from skitflow.run.parity import parity_lines
 from skitflow.run.runtime import FAILURE_MARKER
 from skitflow.util.atomic import sweep_stale_temps, write_text
 from skitflow.util.hashing import file_digest
@@ -359,7 +360,7 @@ def run_package(
     or when SIGINT/SIGTERM stopped the run (`RunResult.interrupted`); summary.json is written in
     every case.
     """
-    from skitflow.compile.kfp_compat import import_kfp, patch_kfp_local
+    from skitflow.compile.kfp_compat import import_kfp, local_run_identity, patch_kfp_local
 
     import_kfp()
     from kfp import components, local
@@ -416,7 +417,12 @@ def run_package(
         _collect_outputs(result)
         for line in outcome_lines(result):
             stream.write(f"skitflow: {line}\n")
-    write_text(out_dir / "summary.json", json.dumps(summary_dict(result), indent=2, sort_keys=True))
+    summary = summary_dict(result)
+    # Who this run was, as kfp.local named it (the values tasks using `run.*` received), and
+    # what of the package's Kubernetes settings this machine ignored or imitated.
+    summary["run"] = local_run_identity(init["pipeline_root"])
+    summary["local_parity"] = parity_lines(package.plan, os.environ)
+    write_text(out_dir / "summary.json", json.dumps(summary, indent=2, sort_keys=True))
     return result
 
 

@@ -37,7 +37,8 @@ class _Call:
 class _TaskRun:
     """A task's parsed spec, resolved parameters and steps."""
 
-    def __init__(self, spec_json: str, params: Mapping[str, Any], artifact_uri: str) -> None:
+    def __init__(self, spec_json: str, params: Mapping[str, Any], artifact_uri: str,
+                 identity: Mapping[str, str] | None = None) -> None:
         from skitflow.recipe.models import Parameter, coerce_parameter
         from skitflow.recipe.templating import resolve_runtime
 
@@ -52,14 +53,17 @@ class _TaskRun:
         except ValueError as exc:
             self.report_failure(None, None, exc)
             raise
-        run_id = _run_id(artifact_uri)
-        today = _dt.datetime.now(_dt.UTC).date().isoformat()
+        try:
+            self.identity = run_identity(identity or {})
+        except ValueError as exc:
+            self.report_failure(None, None, exc)
+            raise
         self.values = values
-        self.run_names = {"id": run_id, "date": today, "name": self.spec["recipe"]}
+        self.run_names = {k: v for k, v in self.identity.items() if k in ("id", "date", "name")}
         self.ctx = RunContext(
             recipe_name=self.spec["recipe"],
-            run_id=run_id,
-            run_date=today,
+            run_id=self.identity.get("id", ""),
+            run_date=self.identity.get("date", ""),
             workdir=os.path.dirname(artifact_uri) if artifact_uri else ".",
             environ=os.environ,
             log=self.log,
@@ -77,6 +81,12 @@ class _TaskRun:
 
     def log(self, message: str) -> None:
         print(f"[{self.name}] {redact(message)}", flush=True)
+
+    def record_identity(self, *artifacts: Any) -> None:
+        """The run identity this task received, kept in its output artifacts' metadata."""
+        if self.identity:
+            for artifact in artifacts:
+                artifact.metadata["run"] = dict(self.identity)
 
     def failed(self, call: _Call, exc: BaseException) -> None:
         self.report_failure(call.step.name, call.location, exc)
@@ -124,6 +134,7 @@ class _TaskRun:
         write_dataset(frame, out.path, file_format)
         out.metadata.update({"rows": len(frame), "columns": [str(c) for c in frame.columns],
                              "format": file_format, "steps": history})
+        self.record_identity(out)
         probe = True
         if self.spec.get("probe"):
             from skitflow.expressions import parse
@@ -179,21 +190,37 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def _run_id(uri: str) -> str:
-    """Artifacts live under <root>/<run>/<task>/<output>, locally and on Kubeflow."""
-    parts = [p for p in uri.rstrip("/").split("/") if p]
-    return parts[-3] if len(parts) >= 3 else "local"
+def run_identity(run: Mapping[str, str]) -> dict[str, str]:
+    """The run's identity from the values of kfp's run placeholders the task received.
+
+    `created` is the run's creation time (RFC 3339, UTC) and `date` its day: one value for every
+    task of a run, however long it runs. A value still looking like `{{$.…}}` was not
+    substituted: the backend is too old to run this package.
+    """
+    identity: dict[str, str] = {}
+    for key, value in run.items():
+        if value.startswith("{{$."):
+            raise ValueError(f"the run placeholder {value} reached the task unsubstituted; the "
+                             "Kubeflow Pipelines backend must substitute run placeholders (2.5.0 "
+                             "or newer)")
+        identity[key] = value
+    if "created" in identity:
+        created = _dt.datetime.fromisoformat(identity["created"].replace("Z", "+00:00"))
+        identity["date"] = created.astimezone(_dt.UTC).date().isoformat()
+    return identity
 
 
-def _begin(spec: str, params: Mapping[str, Any], artifact: Any) -> _TaskRun:
-    return _TaskRun(spec, params, getattr(artifact, "path", "") or "")
+def _begin(spec: str, params: Mapping[str, Any], artifact: Any,
+           identity: Mapping[str, str] | None) -> _TaskRun:
+    return _TaskRun(spec, params, getattr(artifact, "path", "") or "", identity)
 
 
 Outputs = collections.namedtuple("Outputs", ["rows", "probe"])
 
 
-def prepare(out: Any, spec: str, params: Mapping[str, Any]) -> Outputs:
-    run = _begin(spec, params, out)
+def prepare(out: Any, spec: str, params: Mapping[str, Any],
+            identity: Mapping[str, str] | None = None) -> Outputs:
+    run = _begin(spec, params, out, identity)
     source = run.calls[0]
     started = time.perf_counter()
     try:
@@ -207,16 +234,18 @@ def prepare(out: Any, spec: str, params: Mapping[str, Any]) -> Outputs:
     return Outputs(*run.finish_dataset(frame, out, history))
 
 
-def transform(data: Any, out: Any, spec: str, params: Mapping[str, Any]) -> Outputs:
-    run = _begin(spec, params, out)
+def transform(data: Any, out: Any, spec: str, params: Mapping[str, Any],
+              identity: Mapping[str, str] | None = None) -> Outputs:
+    run = _begin(spec, params, out, identity)
     frame = read_dataset(data.path)
     history: list[dict[str, Any]] = []
     frame = run.steps(frame, history)
     return Outputs(*run.finish_dataset(frame, out, history))
 
 
-def sink(data: Any, spec: str, params: Mapping[str, Any]) -> str:
-    run = _begin(spec, params, data)
+def sink(data: Any, spec: str, params: Mapping[str, Any],
+         identity: Mapping[str, str] | None = None) -> str:
+    run = _begin(spec, params, data, identity)
     call = run.calls[0]
     role = run.spec.get("role", "dataset")
     metadata = dict(data.metadata or {})
@@ -227,14 +256,17 @@ def sink(data: Any, spec: str, params: Mapping[str, Any]) -> str:
         run.failed(call, exc)
         raise
     run.log(f"{call.step.name}: wrote {role} to {where}")
+    if run.identity:
+        run.log(f"run identity: {json.dumps(run.identity, sort_keys=True)}")
     return str(where)
 
 
 SplitOutputs = collections.namedtuple("SplitOutputs", ["train_rows", "test_rows"])
 
 
-def split(data: Any, train: Any, test: Any, spec: str, params: Mapping[str, Any]) -> SplitOutputs:
-    run = _begin(spec, params, train)
+def split(data: Any, train: Any, test: Any, spec: str, params: Mapping[str, Any],
+          identity: Mapping[str, str] | None = None) -> SplitOutputs:
+    run = _begin(spec, params, train, identity)
     call = run.calls[0]
     frame = read_dataset(data.path)
     try:
@@ -247,12 +279,14 @@ def split(data: Any, train: Any, test: Any, spec: str, params: Mapping[str, Any]
         write_dataset(part, artifact.path, file_format)
         artifact.metadata.update({"rows": len(part), "columns": [str(c) for c in part.columns],
                                   "format": file_format})
+    run.record_identity(train, test)
     run.log(f"{call.step.name}: {len(frame)} rows -> train {len(train_frame)}, test {len(test_frame)}")
     return SplitOutputs(len(train_frame), len(test_frame))
 
 
-def train(train: Any, model: Any, spec: str, params: Mapping[str, Any]) -> None:
-    run = _begin(spec, params, model)
+def train(train: Any, model: Any, spec: str, params: Mapping[str, Any],
+          identity: Mapping[str, str] | None = None) -> None:
+    run = _begin(spec, params, model, identity)
     call = run.calls[0]
     frame = read_dataset(train.path)
     started = time.perf_counter()
@@ -266,6 +300,7 @@ def train(train: Any, model: Any, spec: str, params: Mapping[str, Any]) -> None:
     metadata["recipe_hash"] = run.spec["recipe_hash"]
     metadata["train_rows"] = len(frame)
     model.metadata.update(_json_safe(metadata))
+    run.record_identity(model)
     run.log(f"{call.step.name}: trained on {len(frame)} rows ({time.perf_counter() - started:.2f}s)")
 
 
@@ -273,8 +308,8 @@ EvalOutputs = collections.namedtuple("EvalOutputs", ["passed", "score"])
 
 
 def evaluate(model: Any, test: Any, metrics: Any, classification: Any, report: Any, spec: str,
-             params: Mapping[str, Any]) -> EvalOutputs:
-    run = _begin(spec, params, metrics)
+             params: Mapping[str, Any], identity: Mapping[str, str] | None = None) -> EvalOutputs:
+    run = _begin(spec, params, metrics, identity)
     call = run.calls[0]
     frame = read_dataset(test.path)
     try:
@@ -292,6 +327,7 @@ def evaluate(model: Any, test: Any, metrics: Any, classification: Any, report: A
     metrics.metadata["format"] = "json"
     write_text(report.path, result.report_html)
     report.metadata["format"] = "html"
+    run.record_identity(report)  # not on Metrics: the UI shows its metadata as scalar metrics
 
     passed, score = True, float("nan")
     gate = run.spec.get("gate")

@@ -46,8 +46,8 @@ class RunContext:
     """What a running step may know about the run it is part of."""
 
     recipe_name: str
-    run_id: str
-    run_date: str
+    run_id: str  # kfp's run id; "" in tasks whose steps use no `run.*` (they do not receive it)
+    run_date: str  # the day the run was created (UTC), or ""
     workdir: str  # a scratch folder that belongs to this task
     environ: Mapping[str, str] = field(default_factory=dict)
     log: Any = print  # callable(str): progress lines a step wants the user to see
@@ -64,6 +64,9 @@ class Step:
     #: False for steps whose result depends on the outside world (a database, an annotation
     #: service) or that have side effects: their task is not cached unless the recipe says so.
     cacheable: ClassVar[bool] = True
+    #: Settings holding a path or URL the step reads or writes. Compiling for Kubeflow refuses
+    #: local paths there (a pod cannot see this machine's files) unless under a mounted volume.
+    paths: ClassVar[tuple[str, ...]] = ()
 
     # -- column contract (pure) -------------------------------------------------------------
     def needs(self, settings: Any) -> Sequence[str]:

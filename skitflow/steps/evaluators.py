@@ -278,7 +278,7 @@ def _classification_report(
 
 
 def _page(title: str, ctx: RunContext, body: str) -> str:
-    parts = (f"recipe {ctx.recipe_name}", f"run {ctx.run_id}", ctx.run_date)
+    parts = (f"recipe {ctx.recipe_name}", f"run {ctx.run_id}" if ctx.run_id else "", ctx.run_date)
     subtitle = " &middot; ".join(html.escape(str(part)) for part in parts if part)
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>

@@ -58,6 +58,7 @@ class S3Sink(SinkStep):
     """
 
     name = "s3"
+    paths = ("uri",)
     example: ClassVar[Mapping[str, Any]] = {
         "uri": "s3://my-bucket/{{ recipe.name }}/{{ run.id }}/dataset.csv",
         "format": "csv",
@@ -196,6 +197,7 @@ class S3ObjectsSource(SourceStep):
     """
 
     name = "s3"
+    paths = ("uri",)
     cacheable = False  # objects may change between runs without skitflow noticing
     example: ClassVar[Mapping[str, Any]] = {
         "uri": "s3://my-bucket/calls/2024-*.csv",

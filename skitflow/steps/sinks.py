@@ -62,6 +62,7 @@ class FileSink(SinkStep):
     """
 
     name = "file"
+    paths = ("path",)
     example: ClassVar[Mapping[str, Any]] = {"path": "out/{{ recipe.name }}.csv", "format": "csv"}
 
     class Settings(WriteSettings):

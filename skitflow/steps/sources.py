@@ -85,6 +85,7 @@ class CsvSource(SourceStep):
     """
 
     name = "csv"
+    paths = ("path",)
     example: ClassVar[Mapping[str, Any]] = {
         "path": "data/calls.csv",
         "columns": ["call_id", "utterance", "intent", "duration"],

@@ -282,7 +282,7 @@ class XGBoost(TrainerStep):
             "format": "xgboost-json",
             "library": "xgboost",
             "recipe": ctx.recipe_name,
-            "run_id": ctx.run_id,
+            "run_id": ctx.run_id or None,  # known when the recipe uses run.*
             "task": task,
             "target": settings.target,
             "features": features,

@@ -294,6 +294,14 @@ class Kfp:
                 hint="pass --namespace (or set KFP_NAMESPACE, or `namespace` in [tool.skitflow])",
             )
 
+    def backend_version(self) -> str | None:
+        """The `tag_name` the host's healthz reports (None when it reports none)."""
+        self.connect()
+
+        tag = self.call("reading the Kubeflow Pipelines version",
+                        kfp_compat.client_healthz_raw).get("tag_name")
+        return str(tag) if tag is not None else None
+
     def call(self, what: str, operation: Callable[[Any], T]) -> T:
         """Run `operation(client)`, retrying transient faults; `what` names it in messages.
 

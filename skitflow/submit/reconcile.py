@@ -31,9 +31,11 @@ from typing import Any
 
 from skitflow.compile.build import Package, compile_loaded
 from skitflow.errors import RemoteError, SkitflowError
+from skitflow.plan.cluster import require_cluster_ready
 from skitflow.recipe.loader import load_recipe_file
 from skitflow.recipe.models import Schedule
 from skitflow.recipe.parameters import parse_assignments, read_params_file, resolve_parameters
+from skitflow.steps.registry import default_registry
 from skitflow.submit.client import Kfp
 from skitflow.util.redact import redact
 
@@ -158,6 +160,8 @@ def prepare(
         raise SkitflowError("parameters are only used by a run or a schedule",
                             hint="drop --param/--params-file, or drop --no-run")
     package = compile_loaded(loaded)
+    # What the run will see: the given parameters, else the defaults (a schedule's too).
+    require_cluster_ready(loaded, default_registry(), arguments)
     return Submission(package, version_name(package), experiment, namespace, arguments, run_name,
                       start_run, schedule)
 

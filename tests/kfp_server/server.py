@@ -104,7 +104,10 @@ def _routes() -> list[tuple[str, re.Pattern[str], Handler]]:
         (
             "GET",
             "/healthz",
-            lambda s, c: {"multi_user": s.multi_user, "pipeline_store": "database"},
+            # As the real API server writes it (backend/src/apiserver/main.go): the version
+            # fields are not in the v2beta1 proto, so kfp_server_api's model drops them.
+            lambda s, c: {"commit_sha": s.commit_sha, "tag_name": s.tag_name,
+                          "multi_user": s.multi_user, "pipeline_store": "database"},
         ),
         (
             "POST",
@@ -366,6 +369,7 @@ class KfpTestServer:
             first poll sees the final state); see ``state.script_runs`` for failures.
         default_experiment: create the "Default" experiment as single-user KFP does.
         log_requests: echo the access log to stderr.
+        backend_version: the `tag_name` healthz reports ("unknown" as a dev build does).
     """
 
     def __init__(
@@ -379,6 +383,7 @@ class KfpTestServer:
         run_polls: int = 1,
         default_experiment: bool = True,
         log_requests: bool = False,
+        backend_version: str = "2.14.3",
     ) -> None:
         if host not in LOOPBACK_HOSTS:
             raise ValueError(f"the KFP test server only binds to loopback, not {host!r}")
@@ -388,6 +393,8 @@ class KfpTestServer:
             forbidden_namespaces=forbidden_namespaces,
             default_experiment=default_experiment,
         )
+        # healthz `tag_name` (the backend version) and `commit_sha`
+        self.state.tag_name, self.state.commit_sha = backend_version, "0123456789abcdef"
         self.faults = FaultInjector()
         self.require_auth = require_auth
         self.log_requests = log_requests

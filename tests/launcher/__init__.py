@@ -1,0 +1,1 @@
+"""Launcher-parity harness: packages executed the way Kubeflow's driver and launcher execute them."""
