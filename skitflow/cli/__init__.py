@@ -38,11 +38,12 @@ app = typer.Typer(
 
 def _register() -> None:
     from skitflow.cli import compile as compile_cmd
-    from skitflow.cli import run, schema, steps, submit, validate
+    from skitflow.cli import predict, run, schema, steps, submit, validate
 
     app.command("validate")(validate.validate)
     app.command("compile")(compile_cmd.compile_command)
     app.command("run")(run.run)
+    app.command("predict")(predict.predict)
     app.command("submit")(submit.submit)
     app.command("schedules")(submit.schedules)
     app.command("schema")(schema.schema)

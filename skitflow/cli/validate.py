@@ -29,5 +29,7 @@ def validate(
             continue
         print_warnings(plan.warnings)
         stdout().print(f"ok {file} ({len(plan.tasks)} tasks)", markup=False)
+        for note in plan.notes:
+            stdout().print(f"  note: {note}", markup=False)
     if problems:
         raise SkitflowError(problems=problems)

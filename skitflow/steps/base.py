@@ -83,6 +83,10 @@ class Step:
         """Columns after this step ran, given those before it (None: unknown)."""
         return columns
 
+    def reads(self, settings: Any) -> Sequence[str] | None:
+        """The columns whose values decide what this step does (None: possibly all of them)."""
+        return list(self.needs(settings)) or None
+
     def is_fitted(self, settings: Any) -> bool:
         """Whether this step, with these settings, learns from data (see `fitted`)."""
         return self.fitted
@@ -233,7 +237,7 @@ class ArtifactFile:
 
     path: str
     role: str  # dataset | train | test | model | metrics | report
-    format: str  # parquet | csv | xgboost-json | json | html | dir
+    format: str  # parquet | csv | skitflow-bundle | json | html | dir
     metadata: dict[str, Any] = field(default_factory=dict)
 
 

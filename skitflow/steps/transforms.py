@@ -971,6 +971,9 @@ class Sample(TransformStep):
                 raise ValueError("`frac` above 1 needs `replace: true`")
             return self
 
+    def reads(self, settings: Settings) -> Sequence[str]:
+        return []  # rows are drawn by position, whatever they hold
+
     def run(self, frame: pd.DataFrame, settings: Settings) -> pd.DataFrame:
         import numpy as np
 
