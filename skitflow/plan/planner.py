@@ -562,6 +562,13 @@ class _Planner:
                 continue
             touched |= set(item.step.needs(item.settings))
             chain.append(item)
+            moved = sorted(item.explicit)
+            if moved and trainer is not None:
+                self.warnings.append(self.map.problem(
+                    (*item.path, moved[0]),
+                    f"`{item.call.step}` runs inside the train, evaluate and predict tasks (it is "
+                    f"fitted after the split), so its task option(s) {', '.join(moved)} do not apply",
+                    "set task options on the trainer instead", key=True))
         where = "the train task" if trainer is not None else "the split task"
         self.notes.append(
             f"fitted after the split, on the train rows, in {where}, then applied unchanged to the "
@@ -698,6 +705,8 @@ def _mutable_tag(image: str) -> bool:
 def recipe_hash(recipe: Recipe) -> str:
     """A short, stable hash of the validated recipe (not of its formatting)."""
     data = recipe.model_dump(mode="python", by_alias=True)
+    if data.get("predict") is None:  # recipes without the newer section keep their hash
+        data.pop("predict", None)
     text = json.dumps(data, sort_keys=True, default=_json_default, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
