@@ -336,3 +336,17 @@ sinks:
         plan(HEAD + "predict: {model: trained}\n")
     external = plan(HEAD + "predict: {model: s3://models/m.zip}\n")
     assert external.task("predict").component == "predict" and set(external.task("predict").inputs) == {"data"}
+
+
+def test_word_and_char_ngrams_of_one_column(tmp_path: Path) -> None:
+    frame = utterances()
+    steps = chain((Tfidf(), {"column": "utterance", "keep": True}, "model"),
+                  (Tfidf(), {"column": "utterance", "analyzer": "char_wb", "ngram_range": (2, 3),
+                             "prefix": "chars"}, "model"))
+    meta = train_bundle(frame, steps, Linear(), Linear.Settings(target="intent", features=["duration"]),
+                        str(tmp_path / "m.zip"), ctx())
+    assert [b["name"] for b in meta["features_out"]["blocks"]] == ["tfidf:utterance", "tfidf:chars"]
+    clash = chain((Tfidf(), {"column": "utterance", "keep": True}, "model"),
+                  (Tfidf(), {"column": "utterance"}, "model"))
+    with pytest.raises(StepFailed, match="second sparse block named `tfidf:utterance`"):
+        train_bundle(frame, clash, Linear(), Linear.Settings(target="intent"), str(tmp_path / "x.zip"), ctx())

@@ -162,8 +162,8 @@ class FeatureTransform(TransformStep):
         return str(settings.column)
 
     def columns_after(self, settings: Any, columns: Columns) -> Columns:
-        if columns is None:
-            return None
+        if columns is None or getattr(settings, "keep", False):
+            return columns
         return [c for c in columns if c != self.source_column(settings)]
 
     def run(self, frame: pd.DataFrame, settings: Any) -> pd.DataFrame:

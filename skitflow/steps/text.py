@@ -41,6 +41,10 @@ class _TextSettings(StepSettings):
     prefix: str | None = Field(
         None, description="Prefix of the feature names (`<prefix>:<term>`); default the column."
     )
+    keep: bool = Field(
+        False, description="Keep the text column afterwards (e.g. for char n-grams of the same "
+        "column in a second step with its own `prefix`).",
+    )
 
     @model_validator(mode="after")
     def _ngrams(self) -> _TextSettings:
