@@ -350,3 +350,16 @@ def test_word_and_char_ngrams_of_one_column(tmp_path: Path) -> None:
                   (Tfidf(), {"column": "utterance"}, "model"))
     with pytest.raises(StepFailed, match="second sparse block named `tfidf:utterance`"):
         train_bundle(frame, clash, Linear(), Linear.Settings(target="intent"), str(tmp_path / "x.zip"), ctx())
+
+
+def test_the_evaluator_compares_the_target_as_the_model_saw_it(tmp_path: Path) -> None:
+    from skitflow.steps.evaluators import Classification
+
+    frame = utterances()
+    train, test = TrainTest().run(frame, TrainTest.Settings(stratify="intent"))
+    steps = chain((LabelEncode(), {"columns": ["intent"]}, "model"), (Tfidf(), {"column": "utterance"}, "model"))
+    path = str(tmp_path / "m.zip")
+    meta = train_bundle(train, steps, Linear(), Linear.Settings(target="intent", features=["duration"]), path, ctx())
+    assert meta["classes"] == [0, 1, 2]  # codes of the label-encoded target
+    evaluation = Classification().run(path, test, Classification.Settings(target="intent"), ctx())
+    assert evaluation.scalars["accuracy"] > 0.95 and evaluation.details["unseen_rows"] == 0

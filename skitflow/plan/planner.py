@@ -482,8 +482,11 @@ class _Planner:
             settings = {**r.predict.model_dump(exclude={"name"}),
                         "location": f"{self.file_label}:{location.line}:{location.column}"}
             condition = gate_condition if trained else None
+            # A bundle named by path can change under the same name: never reuse a cached result.
+            options = defaults if trained or defaults.caching is not None else \
+                defaults.model_copy(update={"caching": False})
             tasks.append(Task(id=task_id, component="predict_trained" if trained else "predict", calls=(),
-                              inputs=inputs, options=defaults, condition=condition, predict=settings))
+                              inputs=inputs, options=options, condition=condition, predict=settings))
             outputs["predictions"] = (Ref(task_id, "out"),)
             for item in sinks:
                 assert item is not None

@@ -85,7 +85,7 @@ class Chain:
         for item in self.steps:
             if item.stage != "model":
                 continue
-            if item.step.is_fitted(item.settings) or isinstance(item.step, FeatureTransform):
+            if item.step.is_fitted(item.settings):
                 try:
                     item.state = item.step.fit(rows.frame, item.settings)  # type: ignore[attr-defined]
                 except StepFailed:
@@ -184,12 +184,17 @@ class Bundle:
 
     def scores(self, frame: pd.DataFrame, *, raw: bool = True) -> np.ndarray:
         """(rows, classes) probabilities for a classifier, (rows,) values for a regressor."""
-        x = design_matrix(self.rows(frame, raw=raw), self.design,
-                          categorical_ok=self.model.library == "xgboost")
+        return self.scored(frame, raw=raw)[1]
+
+    def scored(self, frame: pd.DataFrame, *, raw: bool = True) -> tuple[pd.DataFrame, np.ndarray]:
+        """The rows as the model read them (a target transformed by the steps included) and
+        their scores: what an evaluator compares."""
+        rows = self.rows(frame, raw=raw)
+        x = design_matrix(rows, self.design, categorical_ok=self.model.library == "xgboost")
         raw_scores = self.model.scores(x, self.design)
         if self.task == "classification":
-            return class_probabilities(raw_scores)
-        return raw_scores[:, 0] if raw_scores.ndim > 1 else raw_scores
+            return rows.frame, class_probabilities(raw_scores)
+        return rows.frame, raw_scores[:, 0] if raw_scores.ndim > 1 else raw_scores
 
     def predict(self, frame: pd.DataFrame, *, raw: bool = True) -> pd.Series:
         """The predicted class (as in the training labels) or value of each row."""

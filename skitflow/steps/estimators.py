@@ -109,6 +109,21 @@ def design_matrix(rows: Rows, design: Design, *, categorical_ok: bool = True) ->
     return sp.hstack(parts, format="csr") if len(parts) > 1 else parts[0].tocsr()
 
 
+def checked_target(frame: pd.DataFrame, column: str, where: str) -> pd.Series:
+    """The target column of the train or test set: present, without nulls, not empty."""
+    if column not in frame.columns:
+        raise StepFailed(f"target column `{column}` is not in the {where}")
+    target = frame[column]
+    if target.isna().any():
+        raise StepFailed(
+            f"target `{column}` has {int(target.isna().sum())} missing value(s) in the {where}",
+            hint="drop those rows first (e.g. a `dropna` transform)",
+        )
+    if len(target) == 0:
+        raise StepFailed(f"the {where} is empty")
+    return target
+
+
 def take_rows(x: Any, positions: Any) -> Any:
     """Rows of a DataFrame or a sparse matrix by position."""
     return x.iloc[positions] if hasattr(x, "iloc") else x[positions]

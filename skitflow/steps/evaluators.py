@@ -21,6 +21,7 @@ from pydantic import Field
 from skitflow.errors import StepFailed
 from skitflow.steps.base import Evaluation, EvaluatorStep, RunContext, StepSettings
 from skitflow.steps.bundle import Bundle, load_bundle
+from skitflow.steps.estimators import checked_target
 
 if TYPE_CHECKING:
     import numpy as np
@@ -61,9 +62,10 @@ class Classification(EvaluatorStep):
                 f"the model is a {meta.get('task')} model, not a classifier",
                 hint="use the `regression` evaluator",
             )
-        truth = _target(test, settings.target)
+        _target(test, settings.target)
+        prepared, probabilities = _predict(bundle, test)
+        truth = _target(prepared, settings.target)  # as the model saw it (e.g. label-encoded)
         classes = [str(c) for c in meta["classes"]]
-        probabilities = _predict(bundle, test)
         predicted = probabilities.argmax(axis=1)
 
         # Codes 0..k-1 are the model's classes; labels it never saw get codes k, k+1, ...
@@ -194,13 +196,15 @@ class Regression(EvaluatorStep):
                 f"the model is a {meta.get('task')} model, not a regressor",
                 hint="use the `classification` evaluator",
             )
-        truth = _target(test, settings.target)
+        _target(test, settings.target)
+        prepared, scores = _predict(bundle, test)
+        truth = _target(prepared, settings.target)
         if not pd.api.types.is_numeric_dtype(truth) or pd.api.types.is_bool_dtype(truth):
             raise StepFailed(
                 f"regression target `{settings.target}` is not numeric ({truth.dtype})"
             )
         actual = truth.to_numpy(dtype=np.float64)
-        predicted = np.asarray(_predict(bundle, test), dtype=np.float64)
+        predicted = np.asarray(scores, dtype=np.float64)
         scalars = {
             "rmse": float(math.sqrt(metrics.mean_squared_error(actual, predicted))),
             "mae": float(metrics.mean_absolute_error(actual, predicted)),
@@ -232,23 +236,13 @@ def _log(ctx: RunContext) -> Any:
 
 
 def _target(test: pd.DataFrame, column: str) -> pd.Series:
-    if column not in test.columns:
-        raise StepFailed(f"target column `{column}` is not in the test set")
-    truth = test[column]
-    if truth.isna().any():
-        raise StepFailed(
-            f"target `{column}` has {int(truth.isna().sum())} missing value(s) in the test set",
-            hint="drop those rows before evaluating (e.g. a `dropna` transform)",
-        )
-    if len(truth) == 0:
-        raise StepFailed("the test set is empty")
-    return truth
+    return checked_target(test, column, "test set")
 
 
-def _predict(bundle: Bundle, test: pd.DataFrame) -> np.ndarray:
-    """Scores of the test rows: the split's output, so only the bundle's fitted (model-stage)
-    steps are applied, with the state learnt on the train rows."""
-    return bundle.scores(test, raw=False)
+def _predict(bundle: Bundle, test: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
+    """The test rows as the model read them, and their scores: the split's output, so only the
+    bundle's fitted (model-stage) steps are applied, with the state learnt on the train rows."""
+    return bundle.scored(test, raw=False)
 
 
 # -- HTML report -------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from skitflow.steps.estimators import (
     LinearModel,
     Rows,
     XGBoostModel,
+    checked_target,
     design_matrix,
     take_rows,
     versions,
@@ -217,12 +218,7 @@ class XGBoost(TrainerStep):
     def fit(self, rows: Rows, settings: XGBoostSettings, ctx: RunContext) -> Trained:
         import xgboost as xgb
 
-        log = ctx.log or (lambda _line: None)
-        started = time.perf_counter()
-        train = rows.frame
-        target = _checked_target(train, settings.target)
-        task = settings.task if settings.task != "auto" else infer_task(target)
-        features = _resolve_features(train, settings, settings.categorical, log, bool(rows.blocks))
+        log, started, train, target, task, features = _begin(rows, settings, settings.categorical, ctx)
         categories = {
             c: _categories_of(train[c], c, settings.max_categories)
             for c in features if c in set(settings.categorical)
@@ -344,12 +340,7 @@ class Linear(TrainerStep):
         from sklearn.exceptions import ConvergenceWarning
         from sklearn.linear_model import LogisticRegression, Ridge
 
-        log = ctx.log or (lambda _line: None)
-        started = time.perf_counter()
-        train = rows.frame
-        target = _checked_target(train, settings.target)
-        task = settings.task if settings.task != "auto" else infer_task(target)
-        features = _resolve_features(train, settings, [], log, bool(rows.blocks))
+        log, started, train, target, task, features = _begin(rows, settings, [], ctx)
         design = _design(features, {}, rows)
         x = design_matrix(rows, design, categorical_ok=False)
         if hasattr(x, "iloc"):
@@ -398,16 +389,17 @@ class Linear(TrainerStep):
         return Trained(LinearModel(kind, model.coef_, intercept), design, metadata)
 
 
-def _checked_target(train: pd.DataFrame, column: str) -> pd.Series:
-    if column not in train.columns:
-        raise StepFailed(f"target column `{column}` is not in the train set")
-    target = train[column]
-    if target.isna().any():
-        raise StepFailed(
-            f"target `{column}` has {int(target.isna().sum())} missing value(s)",
-            hint="drop those rows before training (e.g. a `dropna` transform)",
-        )
-    return target
+def _begin(rows: Rows, settings: TrainerSettings, categorical: Sequence[str], ctx: RunContext
+           ) -> tuple[Any, float, pd.DataFrame, pd.Series, str, list[str]]:
+    """What every trainer starts with: (log, start time, train frame, checked target, task,
+    dense feature columns)."""
+    log = ctx.log or (lambda _line: None)
+    started = time.perf_counter()
+    train = rows.frame
+    target = checked_target(train, settings.target, "train set")
+    task = settings.task if settings.task != "auto" else infer_task(target)
+    return log, started, train, target, task, _resolve_features(train, settings, categorical, log,
+                                                                bool(rows.blocks))
 
 
 def _labels(target: pd.Series, task: str, column: str) -> tuple[Any, list[Any] | None]:
