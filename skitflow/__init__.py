@@ -7,7 +7,7 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-_API = ("compile_recipe", "load_recipe", "load_recipe_text", "plan_recipe")
+_API = ("compile_recipe", "load_model", "load_recipe", "load_recipe_text", "plan_recipe")
 
 
 def __getattr__(name: str) -> Any:

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from skitflow.compile.build import Package, compile_loaded
 from skitflow.plan.planner import Plan, build_plan
 from skitflow.recipe.loader import LoadedRecipe, load_recipe_file, load_recipe_text
+from skitflow.steps.bundle import Bundle
 from skitflow.steps.registry import Registry, default_registry
 
 
@@ -31,4 +32,18 @@ def compile_recipe(
     return compile_loaded(loaded, registry)
 
 
-__all__ = ["compile_recipe", "load_recipe", "load_recipe_text", "plan_recipe", "Package", "Plan"]
+def load_model(path: str | os.PathLike[str]) -> Bundle:
+    """Load a model bundle (a trainer's `model` artifact) to score raw rows.
+
+    `load_model(path).predict(df)` replays the bundle's preprocessing with its fitted state on
+    rows with the columns the recipe's source produced, then predicts; `predict_proba(df)` gives
+    one probability column per class and `predictions(df)` the rows with prediction and score
+    columns added. Loading never runs code from the file.
+    """
+    from skitflow.steps.bundle import load_bundle
+
+    return load_bundle(os.fspath(path))
+
+
+__all__ = ["compile_recipe", "load_model", "load_recipe", "load_recipe_text", "plan_recipe", "Bundle",
+           "Package", "Plan"]

@@ -86,16 +86,15 @@ def test_prepare_annotate_train(loop_env: dict[str, str], s3_server: Any, labels
     assert train.returncode == 0, train.stdout + train.stderr
     summary = json.loads((tmp_path / "train" / "summary.json").read_text())
     assert summary["gate"]["passed"] is True
-    assert summary["tasks"]["labelstudio-fillna-one-hot"]["rows"] == 120
+    assert summary["tasks"]["labelstudio-fillna"]["rows"] == 120
     keys = [o["Key"] for o in s3_server.client().list_objects_v2(Bucket=loop_env["BUCKET"])["Contents"]]
-    model_key = next(k for k in keys if k.startswith("tickets-from-annotations/") and k.endswith("model.json"))
+    model_key = next(k for k in keys if k.startswith("tickets-from-annotations/") and k.endswith("model.zip"))
     assert any(k.endswith("report.html") for k in keys)
     body = s3_server.client().get_object(Bucket=loop_env["BUCKET"], Key=model_key)["Body"].read()
-    import xgboost
+    (tmp_path / "model.zip").write_bytes(body)
+    import skitflow
 
-    booster = xgboost.Booster()
-    booster.load_model(bytearray(body))
-    metadata = json.loads(booster.attr("skitflow_metadata"))
+    metadata = skitflow.load_model(tmp_path / "model.zip").metadata
     assert metadata["target"] == "team"
     assert metadata["recipe"] == "tickets-from-annotations"
 
@@ -113,7 +112,7 @@ def test_the_seed_workflow_end_to_end(loop_env: dict[str, str], s3_server: Any, 
     assert summary["gate"]["passed"] is True
     keys = {o["Key"] for o in s3_server.client().list_objects_v2(Bucket=loop_env["BUCKET"])["Contents"]}
     assert any(k.startswith("seed-workflow/") and k.endswith("/dataset.parquet") for k in keys)
-    assert any(k.startswith("seed-workflow/") and k.endswith("/model.json") for k in keys)
+    assert any(k.startswith("seed-workflow/") and k.endswith("/model.zip") for k in keys)
     client = LabelStudioClient.from_env(loop_env)
     project = client.find_project(loop_env["PROJECT"])
     assert len(list(client.iter_tasks(project["id"]))) == 2941

@@ -135,3 +135,24 @@ def test_version(cli) -> None:
 
     result = cli("--version")
     assert result.exit_code == 0 and result.stdout.strip() == __version__
+
+
+def test_predict_scores_a_file_and_refuses_bad_input_with_exit_2(cli, tmp_path) -> None:
+    import pandas as pd
+
+    from tests.test_bundle import _bundle_bytes, utterances
+
+    (tmp_path / "model.zip").write_bytes(_bundle_bytes(tmp_path))
+    utterances(30).drop(columns=["intent"]).to_csv(tmp_path / "rows.csv", index=False)
+    result = cli("predict", tmp_path / "model.zip", tmp_path / "rows.csv", "-o", tmp_path / "out.parquet")
+    assert result.exit_code == 0, result.output
+    scored = pd.read_parquet(tmp_path / "out.parquet")
+    assert len(scored) == 30 and {"prediction", "prediction_score", "score_billing"} <= set(scored.columns)
+
+    (tmp_path / "partial.csv").write_text("call_id\n1\n")
+    missing = cli("predict", tmp_path / "model.zip", tmp_path / "partial.csv", "-o", tmp_path / "x.csv")
+    assert missing.exit_code == 2 and "`utterance`, `duration`" in missing.stderr
+    notabundle = cli("predict", tmp_path / "rows.csv", tmp_path / "rows.csv", "-o", tmp_path / "x.csv")
+    assert notabundle.exit_code == 2 and "not a skitflow model bundle" in notabundle.stderr
+    assert "Traceback" not in missing.output + notabundle.output
+    assert not (tmp_path / "x.csv").exists()  # nothing partial written

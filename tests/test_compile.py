@@ -38,7 +38,7 @@ def test_task_names_come_from_the_recipe(tmp_path: Path) -> None:
     package = compile_recipe(SEED)
     spec = check_package(package.text, tmp_path)
     assert sorted(spec["root"]["dag"]["tasks"]) == [
-        "condition-1", "csv-to-one-hot", "evaluate-classification", "labelstudio-dataset",
+        "condition-1", "csv-to-drop-columns", "evaluate-classification", "labelstudio-dataset",
         "s3-dataset", "split-train-test", "train-xgboost",
     ]
     gate = spec["root"]["dag"]["tasks"]["condition-1"]

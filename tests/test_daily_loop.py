@@ -35,9 +35,11 @@ def test_graph_has_one_node_per_compiled_task_with_its_fused_steps() -> None:
     compiled = {name for component in [ir["root"], *ir["components"].values()] if "dag" in component
                 for name in component["dag"]["tasks"] if not name.startswith("condition-")}
     assert {n.id for n in drawn.nodes if n.component != "parameter"} == compiled
-    prepare = next(n for n in drawn.nodes if n.id == "csv-to-one-hot")
+    prepare = next(n for n in drawn.nodes if n.id == "csv-to-drop-columns")
     assert prepare.lines[:3] == ("source: csv", "transform: drop_duplicates", "transform: dropna")
-    assert "transform: one_hot" in prepare.lines
+    train = next(n for n in drawn.nodes if n.id == "train-xgboost")
+    # one_hot is fitted on the train rows, inside the train task; the bundle replays the rest
+    assert train.lines == ("(replays 6 prepare steps)", "fit: one_hot", "trainer: xgboost")
 
 
 def test_graph_labels_conditions_when_otherwise_and_gate() -> None:

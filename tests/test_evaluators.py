@@ -133,7 +133,7 @@ def test_wrong_evaluator_and_missing_columns(tmp_path: Path) -> None:
     with pytest.raises(StepFailed, match="not a regressor"):
         Regression().run(path, frame, Regression.Settings(target="amount"), context(tmp_path))
     settings = Classification.Settings(target="label")
-    with pytest.raises(StepFailed, match="missing from the data: b"):
+    with pytest.raises(StepFailed, match="lack 1 column.*`b`"):
         Classification().run(path, frame.drop(columns=["b"]), settings, context(tmp_path))
     with pytest.raises(StepFailed, match="not in the test set"):
         Classification().run(path, frame.drop(columns=["label"]), settings, context(tmp_path))
@@ -142,7 +142,7 @@ def test_wrong_evaluator_and_missing_columns(tmp_path: Path) -> None:
 def test_not_a_skitflow_model(tmp_path: Path) -> None:
     bogus = tmp_path / "model.json"
     bogus.write_text("not a model")
-    with pytest.raises(StepFailed, match="not an xgboost model"):
+    with pytest.raises(StepFailed, match="not a skitflow model bundle"):
         Classification().run(
             str(bogus), learnable(10), Classification.Settings(target="label"), context(tmp_path)
         )

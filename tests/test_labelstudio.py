@@ -411,6 +411,35 @@ def test_sink_is_idempotent_and_sends_predictions(client: LabelStudioClient,
     assert by_key["21"]["predictions"] == []  # no prediction for an empty cell
 
 
+def test_bundle_predictions_become_pre_annotations(client: LabelStudioClient,
+                                                   ls_env: dict[str, str], tmp_path: Path) -> None:
+    """A model bundle scores raw rows; the sink sends its prediction and score to Label Studio as
+    pre-annotations (`predictions: [{model_version, score, result}]`), as a `predict:` recipe does."""
+    import skitflow
+    from tests.test_bundle import _bundle_bytes, utterances
+
+    (tmp_path / "model.zip").write_bytes(_bundle_bytes(tmp_path))
+    bundle = skitflow.load_model(tmp_path / "model.zip")
+    rows = utterances(12, seed=3).drop(columns=["intent"])
+    scored = bundle.predictions(rows)
+    title = _title("prelabel")
+    settings = LabelStudioSink.Settings(
+        project=title, labels=bundle.classes, text_column="utterance", key_column="call_id",
+        data_columns=["call_id", "utterance"], prediction_column="prediction",
+        score_column="prediction_score", model_version="intents-v1")
+    LabelStudioSink().run(_artifact(scored, tmp_path / "scored.parquet"), settings, _context(ls_env, tmp_path))
+    project_id = client.find_project(title)["id"]
+    detailed = client.request("GET", "/api/tasks/", what="test",
+                              params={"project": project_id, "fields": "all", "page_size": 100}).json()["tasks"]
+    assert len(detailed) == 12
+    by_key = {t["data"][KEY_FIELD]: t for t in detailed}
+    for _, row in scored.iterrows():
+        prediction = by_key[str(row["call_id"])]["predictions"][0]
+        assert prediction["model_version"] == "intents-v1"
+        assert prediction["result"][0]["value"] == {"choices": [row["prediction"]]}
+        assert prediction["score"] == pytest.approx(row["prediction_score"])
+
+
 def test_sink_default_key_is_a_hash_of_the_data(client: LabelStudioClient,
                                                 ls_env: dict[str, str], tmp_path: Path) -> None:
     title = _title("hash")

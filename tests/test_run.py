@@ -27,7 +27,7 @@ def test_example_runs_end_to_end(tmp_path: Path) -> None:
     summary = json.loads((out / "summary.json").read_text())
     assert summary["succeeded"] is True
     assert summary["gate"]["passed"] is True
-    assert summary["tasks"]["csv-to-one-hot"]["rows"] == 2941  # 59 duplicate ticket ids dropped
+    assert summary["tasks"]["csv-to-drop-columns"]["rows"] == 2941  # 59 duplicate ticket ids dropped
     assert summary["metrics"]["f1_macro"] > 0.7
     assert (out / "package.yaml").read_text().startswith("# PIPELINE DEFINITION")
     # progress and summary on stdout
@@ -39,16 +39,26 @@ def test_example_runs_end_to_end(tmp_path: Path) -> None:
     assert set(metrics["metrics"]) >= {"accuracy", "f1_macro", "roc_auc"}
     report = (run_dir / "evaluate-classification" / "report").read_text()
     assert "data:image/png;base64," in report
-    # the same sink wrote the dataset and the model
+    # the same sink wrote the dataset (before the fitted one_hot) and the model bundle (with it)
     import pandas as pd
-    import xgboost
+
+    from skitflow import load_model
 
     dataset = pd.read_parquet(published / "tickets-classifier" / "dataset.parquet")
-    assert len(dataset) == 2941 and "channel_email" in dataset.columns
-    booster = xgboost.Booster()
-    booster.load_model(str(published / "tickets-classifier" / "model.json"))
-    meta = json.loads(booster.attr("skitflow_metadata"))
+    assert len(dataset) == 2941 and "channel" in dataset.columns and "channel_email" not in dataset.columns
+    bundle = load_model(published / "tickets-classifier" / "model.zip")
+    meta = bundle.metadata
     assert meta["target"] == "label" and meta["classes"] == ["account", "billing", "other", "technical"]
+    assert "channel_email" in meta["features"] and meta["recipe_hash"] == summary_hash(out)
+    raw = pd.read_csv(REPO / "examples" / "data" / "tickets.csv").head(50)
+    assert bundle.predict(raw.drop(columns=["label"])).isin(meta["classes"]).all()
+
+
+def summary_hash(out: Path) -> str:
+    """The recipe hash the run's package carries (in every task's spec)."""
+    import re
+
+    return re.search(r'recipe_hash\\?":\\?"([0-9a-f]+)', (out / "package.yaml").read_text()).group(1)
 
 
 def test_a_failed_gate_keeps_the_model_out_of_its_sinks(tmp_path: Path) -> None:
@@ -58,7 +68,7 @@ def test_a_failed_gate_keeps_the_model_out_of_its_sinks(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "gate FAILED: the model was not written" in result.stdout
     assert (published / "tickets-classifier" / "dataset.parquet").exists()
-    assert not (published / "tickets-classifier" / "model.json").exists()
+    assert not (published / "tickets-classifier" / "model.zip").exists()
 
 
 FAILING = """\
@@ -221,3 +231,67 @@ def test_run_identity_comes_from_kfp_and_is_the_same_in_every_task(tmp_path: Pat
     assert "local run differs from Kubeflow in:" in result.stdout
     assert result.stdout.index("differs from Kubeflow") < result.stdout.index("succeeded")
     assert "s3cr3t-value" not in result.stdout + json.dumps(summary)
+
+
+TEXT_MODEL = """\
+apiVersion: skitflow/v1
+name: text-model
+source:
+  csv: {path: data.csv}
+steps:
+  - standardize: {columns: [duration]}
+  - tfidf: {column: utterance, ngram_range: [1, 2]}
+  - dropna: {columns: [intent]}
+  - drop_columns: {columns: [call_id, channel]}
+split:
+  train_test: {test_size: 0.25, stratify: intent, seed: 3}
+trainer:
+  linear: {target: intent}
+evaluator:
+  classification: {target: intent}
+  gate: {metric: f1_macro, min: 0.6}
+predict: {model: trained, output: guess}
+sinks:
+  - file: {path: out/model.zip}
+    input: model
+  - file: {path: out/scored.csv, format: csv}
+    input: predictions
+"""
+
+
+def test_text_features_fitted_on_train_rows_a_bundle_and_batch_scoring(tmp_path: Path) -> None:
+    import pandas as pd
+
+    from examples.intents.make_utterances import make
+    from skitflow import load_model
+
+    frame = make(1200, seed=5)
+    frame.loc[frame.index[::4], "duration"] += 1000.0  # shifts the full-data mean away from any split's
+    frame.to_csv(tmp_path / "data.csv", index=False)
+    (tmp_path / "recipe.yaml").write_text(TEXT_MODEL)
+    checked = skitflow("validate", "recipe.yaml", cwd=tmp_path)
+    assert checked.returncode == 0, checked.stderr
+    assert "fitted after the split, on the train rows" in checked.stdout
+    result = skitflow("run", "recipe.yaml", "--out", "run", "--no-cache", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["metrics"]["f1_macro"] > 0.8 and summary["gate"]["passed"] is True
+    train = pd.read_parquet(summary["tasks"]["split-train-test"]["artifacts"]["train"])
+    bundle = load_model(tmp_path / "out" / "model.zip")
+    state = bundle.chain.steps[[s.step.name for s in bundle.chain.steps].index("standardize")].state
+    assert state["columns"]["duration"]["mean"] == pytest.approx(train["duration"].mean())
+    assert state["columns"]["duration"]["mean"] != pytest.approx(frame["duration"].mean())
+    assert bundle.metadata["train_rows"] == len(train) == 900
+    # the model artifact's metadata is a bounded summary; the bundle holds the vocabulary
+    executor = json.loads((tmp_path / summary["run_dir"] / "train-linear" / "executor_output.json").read_text())
+    recorded = executor["artifacts"]["model"]["artifacts"][0]["metadata"]
+    assert recorded["format"] == "skitflow-bundle" and recorded["trainer"] == "linear"
+    assert len(json.dumps(recorded)) <= 16 * 1024
+    scored = pd.read_csv(tmp_path / "out" / "scored.csv")
+    assert len(scored) == 1200 and {"guess", "guess_score", "score_billing"} <= set(scored.columns)
+    assert (scored["guess"] == frame["intent"]).mean() > 0.8
+    # the same bundle from the shell, on raw rows, gives the same predictions
+    frame.drop(columns=["intent"]).to_csv(tmp_path / "raw.csv", index=False)
+    shell = skitflow("predict", "out/model.zip", "raw.csv", "-o", "shell.csv", "--output", "guess", cwd=tmp_path)
+    assert shell.returncode == 0, shell.stderr
+    assert pd.read_csv(tmp_path / "shell.csv")["guess"].tolist() == scored["guess"].tolist()

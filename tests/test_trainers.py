@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +12,8 @@ from pydantic import ValidationError
 
 from skitflow.errors import StepFailed
 from skitflow.steps.base import RunContext
-from skitflow.steps.trainers import METADATA_ATTR, TRAINERS, XGBoost, infer_task, read_model
+from skitflow.steps.bundle import load_bundle
+from skitflow.steps.trainers import TRAINERS, XGBoost, infer_task
 
 SMALL = {"n_estimators": 30, "max_depth": 3}
 
@@ -52,14 +53,15 @@ def train(
 
 
 def test_registered() -> None:
-    assert [t.name for t in TRAINERS] == ["xgboost"]
+    assert [t.name for t in TRAINERS] == ["xgboost", "linear"]
 
 
 def test_classifier_model_file_is_self_describing(tmp_path: Path) -> None:
     lines: list[str] = []
     path, meta = train(learnable(), tmp_path, lines, target="label", categorical=["channel"])
-    booster, embedded = read_model(path)
-    assert embedded == meta
+    bundle = load_bundle(path)
+    booster, embedded = bundle.model.booster, bundle.metadata
+    assert embedded == {k: v for k, v in meta.items() if k != "bundle_bytes"}
     assert meta["task"] == "classification"
     assert meta["classes"] == ["account", "billing", "technical"]  # sorted
     assert meta["features"] == ["a", "b", "channel", "amount"]  # `note` is text, not declared
@@ -67,16 +69,17 @@ def test_classifier_model_file_is_self_describing(tmp_path: Path) -> None:
     assert meta["objective"] == "multi:softprob"
     assert meta["recipe"] == "tickets" and meta["target"] == "label"
     assert meta["params"]["tree_method"] == "hist" and meta["params"]["max_depth"] == 3
-    assert set(meta["versions"]) >= {"skitflow", "xgboost", "pandas"}
+    assert set(meta["versions"]) >= {"skitflow", "xgboost", "pandas", "scikit-learn"}
     assert meta["n_rounds"] == 30 == booster.num_boosted_rounds()
-    # The file is xgboost's JSON format, whatever its name, with the metadata as an attribute.
-    document = json.loads(Path(path).read_text())
-    assert json.loads(document["learner"]["attributes"][METADATA_ATTR]) == meta
+    assert meta["train_rows"] == 1500 and len(meta["train_data_sha256"]) == 64
+    # The file is a zip of the manifest and xgboost's own UBJSON model: nothing to unpickle.
+    with zipfile.ZipFile(path) as archive:
+        assert sorted(archive.namelist()) == ["bundle.json", "model.ubj"]
     assert any("not used as features" in line and "note" in line for line in lines)
     assert any(line.startswith("xgboost") for line in lines)
 
 
-def test_model_file_without_extension_is_still_json(tmp_path: Path) -> None:
+def test_model_file_without_extension_is_still_a_bundle(tmp_path: Path) -> None:
     path = str(tmp_path / "model")
     XGBoost().run(
         learnable(300),
@@ -84,7 +87,7 @@ def test_model_file_without_extension_is_still_json(tmp_path: Path) -> None:
         path,
         context(tmp_path),
     )
-    assert Path(path).read_bytes().startswith(b"{")
+    assert Path(path).read_bytes().startswith(b"PK") and load_bundle(path).task == "classification"
 
 
 def test_training_is_deterministic(tmp_path: Path) -> None:
@@ -102,7 +105,7 @@ def test_regressor(tmp_path: Path) -> None:
     assert meta["task"] == "regression"  # auto: a float target
     assert meta["classes"] is None
     assert meta["objective"] == "reg:squarederror"
-    assert read_model(path)[1]["target"] == "amount"
+    assert load_bundle(path).metadata["target"] == "amount"
 
 
 def test_integer_and_bool_labels(tmp_path: Path) -> None:
@@ -152,8 +155,8 @@ def test_early_stopping_keeps_the_best_rounds(tmp_path: Path) -> None:
     )
     assert meta["best_iteration"] is not None and meta["best_iteration"] < 499
     assert meta["n_rounds"] == meta["best_iteration"] + 1
-    assert read_model(path)[0].num_boosted_rounds() == meta["n_rounds"]
-    assert (meta["train_rows"], meta["validation_rows"]) == (800, 200)
+    assert load_bundle(path).model.booster.num_boosted_rounds() == meta["n_rounds"]
+    assert (meta["fit_rows"], meta["validation_rows"], meta["train_rows"]) == (800, 200, 1000)
     assert any(line.startswith("early stopping") for line in lines)
     assert any(line.startswith("round ") and "mlogloss" in line for line in lines)
 

@@ -38,11 +38,24 @@ app = typer.Typer(
 
 def _register() -> None:
     from skitflow.cli import compile as compile_cmd
-    from skitflow.cli import docs, graph, init, params, run, runs, schema, steps, submit, validate
+    from skitflow.cli import (
+        docs,
+        graph,
+        init,
+        params,
+        predict,
+        run,
+        runs,
+        schema,
+        steps,
+        submit,
+        validate,
+    )
 
     app.command("validate")(validate.validate)
     app.command("compile")(compile_cmd.compile_command)
     app.command("run")(run.run)
+    app.command("predict")(predict.predict)
     app.command("submit")(submit.submit)
     app.command("schedules")(submit.schedules)
     app.command("schema")(schema.schema)

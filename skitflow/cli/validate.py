@@ -44,6 +44,8 @@ def validate(
             continue
         print_warnings([*plan.warnings, *missing_local_sources(loaded, plan)])
         stdout().print(f"ok {file} ({len(plan.tasks)} tasks)", markup=False)
+        for note in plan.notes:
+            stdout().print(f"  note: {note}", markup=False)
     if problems:
         raise SkitflowError(problems=problems)
 

@@ -41,10 +41,12 @@ def task_spec(plan: Plan, task: Task) -> str:
         "param_types": {name: plan.parameters[name].type for name in task.params},
         "calls": [
             {"step": c.step, "kind": c.kind.value, "package": c.package, "location": c.location,
-             "settings": c.settings}
+             "settings": c.settings, **({"stage": c.stage} if c.stage else {})}
             for c in task.calls
         ],
     }
+    if task.predict:
+        spec["predict"] = task.predict
     if task.probe:
         spec["probe"] = task.probe
     if task.role:

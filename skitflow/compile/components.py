@@ -46,6 +46,16 @@ _SHAPES: dict[str, tuple[str, str, str]] = {
         "",
         "runtime.train(train, model, spec, params{run})",
     ),
+    "predict": (
+        "data: Input[Dataset], out: Output[Dataset]",
+        ' -> NamedTuple("Outputs", [("rows", int)])',
+        "return runtime.predict(data, None, out, spec, params)",
+    ),
+    "predict_trained": (
+        "data: Input[Dataset], model: Input[Model], out: Output[Dataset]",
+        ' -> NamedTuple("Outputs", [("rows", int)])',
+        "return runtime.predict(data, model, out, spec, params)",
+    ),
     "evaluate": (
         "model: Input[Model], test: Input[Dataset], metrics: Output[Metrics], "
         "classification: Output[ClassificationMetrics], report: Output[HTML]",
@@ -60,6 +70,8 @@ _DOCS = {
     "split": "Split a dataset into train and test.",
     "train": "Train a model on the train set.",
     "evaluate": "Evaluate the model on the test set and decide the gate.",
+    "predict": "Score the dataset's rows with a model bundle.",
+    "predict_trained": "Score the dataset's rows with the model trained in this run.",
 }
 PARAM_PREFIX = "param_"
 #: `run.<name>` -> the component input that carries it (the value of a kfp run placeholder).

@@ -60,7 +60,11 @@ def condition_label(condition: Condition, branch: str | None, probes: dict[str, 
 
 
 def _task_node(task: Task) -> Node:
-    lines = tuple(f"{call.kind.value}: {call.step}" for call in task.calls)
+    replayed = [call for call in task.calls if call.stage == "prepare"]
+    lines = tuple(f"{'fit' if call.stage == 'model' else call.kind.value}: {call.step}"
+                  for call in task.calls if call.stage != "prepare")
+    if replayed:  # the pre-split steps a model bundle carries, to score raw rows later
+        lines = (f"(replays {len(replayed)} prepare steps)", *lines)
     if task.probe:
         lines += (f"checks: {task.probe}",)
     if task.gate is not None:

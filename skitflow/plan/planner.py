@@ -44,7 +44,8 @@ SLOT_KIND = {
     "trainer": Kind.TRAINER,
     "evaluator": Kind.EVALUATOR,
 }
-Component = Literal["prepare", "transform", "sink", "split", "train", "evaluate"]
+Component = Literal["prepare", "transform", "sink", "split", "train", "evaluate", "predict",
+                    "predict_trained"]
 _SAMPLES = {"str": "x", "int": 1, "float": 0.5, "bool": False, "list": [], "dict": {}}
 
 
@@ -59,6 +60,9 @@ class StepCall:
     params: tuple[str, ...]
     package: str  # the distribution that provides the step; the task finds it by kind and name
     run_names: tuple[str, ...] = ()  # `run.*` names the settings use: id, date, name
+    #: None: runs where it is listed. "prepare": ran before the split (a model replays it on raw
+    #: rows). "model": fitted on the train rows after the split, applied with that state to the rest.
+    stage: str | None = None
 
 
 @dataclass(frozen=True)
@@ -92,6 +96,7 @@ class Task:
     probe: str | None = None  # data expression this task evaluates on its output
     gate: Gate | None = None
     role: str | None = None  # what a sink writes: dataset, train, test, model, metrics, report
+    predict: dict[str, Any] | None = None  # a predict task's settings (model, output, ...)
 
     @property
     def params(self) -> tuple[str, ...]:
@@ -122,6 +127,8 @@ class Plan:
     tasks: tuple[Task, ...]
     schedule: Schedule | None = None
     warnings: tuple[Problem, ...] = ()
+    #: What the plan decided that the recipe does not spell out (where fitted steps run).
+    notes: tuple[str, ...] = ()
 
     def task(self, task_id: str) -> Task:
         return next(t for t in self.tasks if t.id == task_id)
@@ -160,6 +167,7 @@ class _Planner:
         self.warnings: list[Problem] = []
         self.file_label = os.path.basename(self.map.file)
         self.used_ids: set[str] = set()
+        self.notes: list[str] = []
 
     # -- items -------------------------------------------------------------------------------
     def parse_item(self, slot: str, item: dict[str, Any], path: Path) -> _Item | None:
@@ -356,7 +364,9 @@ class _Planner:
         trainer = self.parse_item("trainer", r.trainer, ("trainer",)) if r.trainer is not None else None
         evaluator = self.parse_item("evaluator", r.evaluator, ("evaluator",)) if r.evaluator is not None else None
 
-        # Columns, in recipe order.
+        # Fitted steps (and all after them) move after the split; row filters among them move
+        # before it when they can. Columns are checked in the order the steps will run.
+        transforms, chain = self.place_fitted(transforms, split, trainer)
         columns = _Columns(None)
         if source is not None:
             columns = self.flow(source, columns)
@@ -373,6 +383,8 @@ class _Planner:
                 else:
                     after = _Columns(None, after.gone)
             columns = after
+        for item in chain:
+            columns = self.flow(item, columns)
         for item in (trainer, evaluator):
             if item is not None:
                 self.flow(item, columns)
@@ -424,8 +436,9 @@ class _Planner:
                     continue
                 task_id = self.task_id(item.options.name, f"split-{item.call.step}")
                 split_ids.append(task_id)
+                model_calls = () if trainer is not None else tuple(_staged(c, "model") for c in chain)
                 tasks.append(Task(
-                    id=task_id, component="split", calls=(item.call,),
+                    id=task_id, component="split", calls=(item.call, *model_calls),
                     inputs={"data": (dataset,)}, options=self.merge_options([item], defaults),
                     condition=condition, branch=branch if condition else None,
                 ))
@@ -447,7 +460,9 @@ class _Planner:
                 resources = (options.resources or Resources()).model_copy(update={"gpu": gpu})
                 options = options.model_copy(update={"resources": resources})
             task_id = self.task_id(trainer.options.name, f"train-{trainer.call.step}")
-            tasks.append(Task(id=task_id, component="train", calls=(trainer.call,),
+            replayed = tuple(_staged(t, "prepare") for t in transforms if t is not None)
+            fitted = tuple(_staged(c, "model") for c in chain)
+            tasks.append(Task(id=task_id, component="train", calls=(*replayed, *fitted, trainer.call),
                               inputs={"train": outputs["train"]}, options=options))
             outputs["model"] = (Ref(task_id, "model"),)
 
@@ -470,6 +485,24 @@ class _Planner:
             assert item is not None
             if item.options.input in ("model", "metrics", "report"):
                 tasks.append(self.sink_task(item, outputs, defaults, gate_condition))
+        if r.predict is not None:
+            trained = r.predict.model == "trained"
+            location, _ = self.map.locate(("predict",), key=True)
+            task_id = self.task_id(r.predict.name, "predict")
+            inputs = {"data": (dataset,), **({"model": outputs["model"]} if trained else {})}
+            settings = {**r.predict.model_dump(exclude={"name"}),
+                        "location": f"{self.file_label}:{location.line}:{location.column}"}
+            condition = gate_condition if trained else None
+            # A bundle named by path can change under the same name: never reuse a cached result.
+            options = defaults if trained or defaults.caching is not None else \
+                defaults.model_copy(update={"caching": False})
+            tasks.append(Task(id=task_id, component="predict_trained" if trained else "predict", calls=(),
+                              inputs=inputs, options=options, condition=condition, predict=settings))
+            outputs["predictions"] = (Ref(task_id, "out"),)
+            for item in sinks:
+                assert item is not None
+                if item.options.input == "predictions":
+                    tasks.append(self.sink_task(item, outputs, defaults, condition))
 
         if self.problems:
             raise RecipeError(problems=self.problems)
@@ -484,6 +517,7 @@ class _Planner:
             tasks=tuple(tasks),
             schedule=r.schedule,
             warnings=tuple(self.warnings),
+            notes=tuple(self.notes),
         )
 
     def sink_task(self, item: _Item, outputs: dict[str, tuple[Ref, ...]], defaults: TaskOptions,
@@ -493,6 +527,68 @@ class _Planner:
         return Task(id=task_id, component="sink", calls=(item.call,), inputs={"data": outputs[role]},
                     options=self.merge_options([item], defaults), condition=condition,
                     branch=branch, role=role)
+
+    def place_fitted(self, transforms: list[_Item | None], split: _Item | None,
+                     trainer: _Item | None) -> tuple[list[_Item | None], list[_Item]]:
+        """(steps before the split, steps after it). The first fitted or sparse step and every
+        step after it run after the split: fitted on the train rows, applied with the same state
+        to the test rows and, from the model bundle, to any later data. Row filters listed after
+        a fitted step move before the split when they read no column an earlier moved step
+        changed; otherwise they are an error (they would misalign rows and features)."""
+        def moves(item: _Item) -> bool:
+            return item.step.is_fitted(item.settings) or item.step.sparse
+
+        first = next((i for i, t in enumerate(transforms) if t is not None and moves(t)), None)
+        if first is None:
+            return transforms, []
+        if trainer is None:
+            for item in transforms:
+                if item is not None and item.step.sparse:
+                    self.problems.append(self.map.problem(
+                        (*item.path, item.call.step),
+                        f"`{item.call.step}` makes sparse features, which only a trainer can use",
+                        "add `split:` and `trainer:`, or use a dense encoding (one_hot)", key=True))
+            fitted = [t for t in transforms if t is not None and moves(t)]
+            if split is None:
+                self.notes.append("fitted steps fit on all rows (the recipe has no split): "
+                                  + _names(fitted))
+                return transforms, []
+        before: list[_Item | None] = list(transforms[:first])
+        chain: list[_Item] = []
+        touched: set[str] = set()
+        for item in transforms[first:]:
+            if item is None:
+                continue
+            if item.step.changes_rows:
+                reads = item.step.reads(item.settings)
+                if reads is not None and not touched & set(reads):
+                    before.append(item)
+                    self.notes.append(f"`{item.call.step}` ({item.call.location}) drops rows, so it "
+                                      "runs before the split")
+                    continue
+                blocker = chain[-1].call if chain else item.call
+                self.problems.append(self.map.problem(
+                    (*item.path, item.call.step),
+                    f"`{item.call.step}` drops rows after `{chain[0].call.step}`, which is fitted on "
+                    "the train rows after the split, and it reads columns changed since then",
+                    f"move it before `{chain[0].call.step}` (at {chain[0].call.location})"
+                    if chain else f"move it before `{blocker.step}`", key=True))
+                continue
+            touched |= set(item.step.needs(item.settings))
+            chain.append(item)
+            moved = sorted(item.explicit)
+            if moved and trainer is not None:
+                self.warnings.append(self.map.problem(
+                    (*item.path, moved[0]),
+                    f"`{item.call.step}` runs inside the train, evaluate and predict tasks (it is "
+                    f"fitted after the split), so its task option(s) {', '.join(moved)} do not apply",
+                    "set task options on the trainer instead", key=True))
+        where = "the train task" if trainer is not None else "the split task"
+        self.notes.append(
+            f"fitted after the split, on the train rows, in {where}, then applied unchanged to the "
+            "test rows" + (" and kept in the model bundle" if trainer is not None else "") + ": "
+            + _names(chain))
+        return before, chain
 
     def check_structure(self, split: _Item | None, otherwise: _Item | None, trainer: _Item | None,
                         evaluator: _Item | None, sinks: Iterable[_Item | None]) -> None:
@@ -520,6 +616,13 @@ class _Planner:
             available.add("model")
         if r.evaluator is not None:
             available |= {"metrics", "report"}
+        if self.recipe.predict is not None:
+            available.add("predictions")
+            if self.recipe.predict.model == "trained" and trainer is None:
+                self.problems.append(self.map.problem(("predict", "model"),
+                                                      "`model: trained` needs a `trainer:` in this recipe",
+                                                      "add a trainer, or give the path or s3:// URI of a "
+                                                      "model bundle"))
         for item in sinks:
             if item is not None and item.options.input not in available:
                 self.problems.append(self.map.problem((*item.path, "input"),
@@ -548,6 +651,16 @@ class _Planner:
         index = next(i for i, t in enumerate(tasks) if t.id == dataset.task)
         tasks[index] = _replace(tasks[index], probe=text)
         return Condition(label="when-data", op="==", value=True, ref=Ref(dataset.task, "probe"))
+
+
+def _names(items: Iterable[_Item]) -> str:
+    return ", ".join(f"`{i.call.step}` ({i.call.location})" for i in items)
+
+
+def _staged(item: _Item, stage: str) -> StepCall:
+    from dataclasses import replace
+
+    return replace(item.call, stage=stage)
 
 
 def _replace(task: Task, **changes: Any) -> Task:
@@ -596,6 +709,8 @@ def _mutable_tag(image: str) -> bool:
 def recipe_hash(recipe: Recipe) -> str:
     """A short, stable hash of the validated recipe (not of its formatting)."""
     data = recipe.model_dump(mode="python", by_alias=True)
+    if data.get("predict") is None:  # recipes without the newer section keep their hash
+        data.pop("predict", None)
     text = json.dumps(data, sort_keys=True, default=_json_default, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 

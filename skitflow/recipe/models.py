@@ -26,7 +26,7 @@ ParamOr = Annotated[ParamRef, WithJsonSchema({"type": "string", "pattern": r"\{\
 
 NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
 PARAM_TYPES = {"str": str, "int": int, "float": float, "bool": bool, "list": list, "dict": dict}
-ARTIFACT_ROLES = ("dataset", "train", "test", "model", "metrics", "report")
+ARTIFACT_ROLES = ("dataset", "train", "test", "model", "metrics", "report", "predictions")
 
 
 class _Strict(BaseModel):
@@ -160,6 +160,21 @@ class Gate(_Strict):
     max: float | ParamOr | None = Field(None, description="Pass when metric <= max.")
 
 
+class Predict(_Strict):
+    """Batch scoring: add a model's predictions to the rows the source and steps produce."""
+
+    model: str = Field(
+        min_length=1,
+        description="A model bundle: a local path, an s3:// URI, or `trained` for the model "
+        "this recipe trains.",
+    )
+    output: str = Field("prediction", min_length=1, description="Name of the prediction column; "
+                        "`<output>_score` holds the predicted class's probability.")
+    scores: bool = Field(True, description="Add one probability column per class.")
+    score_prefix: str = Field("score_", description="Prefix of the per-class probability columns.")
+    name: str | None = Field(None, pattern=NAME_PATTERN, description="Task name in Kubeflow.")
+
+
 class Schedule(_Strict):
     """A recurring run created by `skitflow submit`."""
 
@@ -187,7 +202,7 @@ class ItemOptions(TaskOptions):
 
     name: str | None = Field(None, pattern=NAME_PATTERN, description="Task name in Kubeflow.")
     isolate: bool = Field(False, description="Run this transform in its own task.")
-    input: Literal["dataset", "train", "test", "model", "metrics", "report"] = Field(
+    input: Literal["dataset", "train", "test", "model", "metrics", "report", "predictions"] = Field(
         "dataset", description="Which artifact a sink writes."
     )
     when: str | None = Field(None, description="Condition: `params.NAME == value` or a data expression.")
@@ -219,6 +234,9 @@ class Recipe(_Strict):
     split: dict[str, Any] | None = None
     trainer: dict[str, Any] | None = None
     evaluator: dict[str, Any] | None = None
+    predict: Predict | None = Field(
+        None, description="Score the rows with a model bundle; sinks take them with "
+        "`input: predictions`.")
     schedule: Schedule | None = None
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)

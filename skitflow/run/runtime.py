@@ -22,6 +22,7 @@ from typing import Any
 from skitflow.steps.base import ArtifactFile, Kind, RunContext, Step
 from skitflow.util.atomic import write_text
 from skitflow.util.datasets import read_dataset, write_dataset
+from skitflow.util.metadata import bounded
 from skitflow.util.redact import redact
 
 FAILURE_MARKER = "SKITFLOW-FAILURE "
@@ -32,6 +33,7 @@ class _Call:
     step: Step
     settings: Any
     location: str
+    stage: str | None = None  # see StepCall.stage: "prepare" | "model" | None
 
 
 class _TaskRun:
@@ -77,7 +79,14 @@ class _TaskRun:
             except Exception as exc:
                 self.report_failure(call["step"], call["location"], exc)
                 raise
-            self.calls.append(_Call(step, settings, call["location"]))
+            self.calls.append(_Call(step, settings, call["location"], call.get("stage")))
+
+    def chain(self) -> Any:
+        """The staged transforms of this task (those a model bundle carries), in order."""
+        from skitflow.steps.bundle import Chain, ChainStep
+
+        return Chain([ChainStep(c.step, c.settings, c.stage, c.location)
+                      for c in self.calls if c.stage is not None])
 
     def log(self, message: str) -> None:
         print(f"[{self.name}] {redact(message)}", flush=True)
@@ -107,7 +116,7 @@ class _TaskRun:
     def steps(self, frame: Any, history: list[dict[str, Any]]) -> Any:
         """Run the transform calls in order, logging rows in and out of each."""
         for call in self.calls:
-            if call.step.kind != "transform":
+            if call.step.kind != "transform" or call.stage is not None:
                 continue
             started, rows_in = time.perf_counter(), len(frame)
             try:
@@ -132,8 +141,8 @@ class _TaskRun:
     def finish_dataset(self, frame: Any, out: Any, history: list[dict[str, Any]]) -> tuple[int, bool]:
         file_format = self.spec.get("format", "parquet")
         write_dataset(frame, out.path, file_format)
-        out.metadata.update({"rows": len(frame), "columns": [str(c) for c in frame.columns],
-                             "format": file_format, "steps": history})
+        out.metadata.update(bounded({"rows": len(frame), "columns": [str(c) for c in frame.columns],
+                                     "format": file_format, "steps": history}))
         self.record_identity(out)
         probe = True
         if self.spec.get("probe"):
@@ -211,7 +220,7 @@ def run_identity(run: Mapping[str, str]) -> dict[str, str]:
 
 
 def _begin(spec: str, params: Mapping[str, Any], artifact: Any,
-           identity: Mapping[str, str] | None) -> _TaskRun:
+           identity: Mapping[str, str] | None = None) -> _TaskRun:
     return _TaskRun(spec, params, getattr(artifact, "path", "") or "", identity)
 
 
@@ -274,11 +283,21 @@ def split(data: Any, train: Any, test: Any, spec: str, params: Mapping[str, Any]
     except Exception as exc:
         run.failed(call, exc)
         raise
+    chain = run.chain()
+    if chain.steps:  # fitted steps of a recipe without a trainer: fit on train, apply to test
+        from skitflow.steps.bundle import Rows
+
+        try:
+            train_frame = chain.fit(Rows(train_frame), run.log).frame
+            test_frame = chain.apply(Rows(test_frame), raw=False).frame
+        except Exception as exc:
+            run.failed(call, exc)
+            raise
     file_format = run.spec.get("format", "parquet")
     for artifact, part in ((train, train_frame), (test, test_frame)):
         write_dataset(part, artifact.path, file_format)
-        artifact.metadata.update({"rows": len(part), "columns": [str(c) for c in part.columns],
-                                  "format": file_format})
+        artifact.metadata.update(bounded({"rows": len(part), "columns": [str(c) for c in part.columns],
+                                          "format": file_format}))
     run.record_identity(train, test)
     run.log(f"{call.step.name}: {len(frame)} rows -> train {len(train_frame)}, test {len(test_frame)}")
     return SplitOutputs(len(train_frame), len(test_frame))
@@ -286,23 +305,29 @@ def split(data: Any, train: Any, test: Any, spec: str, params: Mapping[str, Any]
 
 def train(train: Any, model: Any, spec: str, params: Mapping[str, Any],
           identity: Mapping[str, str] | None = None) -> None:
+    """Fit the model-stage steps on the train rows, train, and write one model bundle."""
+    from skitflow.steps.bundle import train_bundle
+
     run = _begin(spec, params, model, identity)
-    call = run.calls[0]
+    call = run.calls[-1]  # the trainer; the transforms before it go into the bundle
     frame = read_dataset(train.path)
     started = time.perf_counter()
     try:
-        metadata = call.step.run(frame, call.settings, model.path, run.ctx)  # type: ignore[attr-defined]
+        metadata = train_bundle(frame, run.chain(), call.step, call.settings, model.path, run.ctx,
+                                {"recipe_hash": run.spec["recipe_hash"]})
     except Exception as exc:
         run.failed(call, exc)
         raise
-    metadata = dict(metadata or {})
-    metadata.setdefault("recipe", run.spec["recipe"])
-    metadata["recipe_hash"] = run.spec["recipe_hash"]
-    metadata["train_rows"] = len(frame)
-    model.metadata.update(_json_safe(metadata))
+    summary = {key: metadata.get(key) for key in _MODEL_SUMMARY if key in metadata}
+    model.metadata.update(bounded({**summary, "format": "skitflow-bundle"}))
     run.record_identity(model)
     run.log(f"{call.step.name}: trained on {len(frame)} rows ({time.perf_counter() - started:.2f}s)")
 
+
+#: What the model artifact's metadata shows (the bundle file holds everything else).
+_MODEL_SUMMARY = ("recipe", "recipe_hash", "run_id", "trainer", "library", "task", "target",
+                  "classes", "features", "features_out", "steps", "params", "n_rounds",
+                  "train_rows", "train_data_sha256", "bundle_bytes", "versions")
 
 EvalOutputs = collections.namedtuple("EvalOutputs", ["passed", "score"])
 
@@ -351,6 +376,46 @@ def evaluate(model: Any, test: Any, metrics: Any, classification: Any, report: A
     shown = ", ".join(f"{k}={v:.4f}" for k, v in sorted(result.scalars.items()))
     run.log(f"{call.step.name}: {shown}")
     return EvalOutputs(passed, score)
+
+
+PredictOutputs = collections.namedtuple("PredictOutputs", ["rows"])
+
+
+def predict(data: Any, model: Any, out: Any, spec: str, params: Mapping[str, Any]) -> PredictOutputs:
+    """Score the dataset's rows with a bundle: the one trained in this run (`model`), whose
+    preprocessing before the split already ran on these rows, or one named by path or URI,
+    which replays its whole preprocessing on them."""
+    from skitflow.steps.bundle import load_bundle
+
+    run = _begin(spec, params, out)
+    settings = run.spec["predict"]
+    frame = read_dataset(data.path)
+    started = time.perf_counter()
+    try:
+        path = model.path if model is not None else _model_file(settings["model"], run)
+        bundle = load_bundle(path)
+        scored = bundle.predictions(frame, output=settings["output"], scores=settings["scores"],
+                                    score_prefix=settings["score_prefix"], raw=model is None)
+    except Exception as exc:
+        run.report_failure("predict", settings.get("location"), exc)
+        raise
+    file_format = run.spec.get("format", "parquet")
+    write_dataset(scored, out.path, file_format)
+    out.metadata.update(bounded({"rows": len(scored), "columns": [str(c) for c in scored.columns],
+                                 "format": file_format, "model": settings["model"]}))
+    seconds = time.perf_counter() - started
+    run.log(f"predict: scored {len(scored):,} rows in {seconds:.2f}s "
+            f"({len(scored) / max(seconds, 1e-9):,.0f} rows/s)")
+    return PredictOutputs(len(scored))
+
+
+def _model_file(where: str, run: _TaskRun) -> str:
+    """A local path for the bundle at `where` (a path, a file:// URL or an s3:// URI)."""
+    if where.lower().startswith("s3://"):
+        from skitflow.connectors.s3 import open_for_read
+
+        return open_for_read(where, os.path.join(run.ctx.workdir, ".model"), environ=os.environ)
+    return where.removeprefix("file://")
 
 
 def _json_safe(value: Any) -> Any:

@@ -67,6 +67,15 @@ class Step:
     #: Settings holding a path or URL the step reads or writes. Compiling for Kubeflow refuses
     #: local paths there (a pod cannot see this machine's files) unless under a mounted volume.
     paths: ClassVar[tuple[str, ...]] = ()
+    #: True for steps that learn from data (`fit(rows) -> state`, `apply(state, rows)`): the plan
+    #: fits them on the train rows after the split and the model bundle carries their state.
+    fitted: ClassVar[bool] = False
+    #: True for steps that turn columns into sparse features (tfidf, hashing): they run after the
+    #: split, inside the train/evaluate/predict tasks, since a dataset file cannot hold them.
+    sparse: ClassVar[bool] = False
+    #: True for steps that drop or add rows (dropna, filter_rows, ...): they curate training data
+    #: and are not replayed when a model scores new rows.
+    changes_rows: ClassVar[bool] = False
 
     # -- column contract (pure) -------------------------------------------------------------
     def needs(self, settings: Any) -> Sequence[str]:
@@ -95,6 +104,14 @@ class Step:
         if after is None:
             return None
         return [*after, *(c for c in self.produces(settings) if c not in after)]
+
+    def reads(self, settings: Any) -> Sequence[str] | None:
+        """The columns whose values decide what this step does (None: possibly all of them)."""
+        return list(self.needs(settings)) or None
+
+    def is_fitted(self, settings: Any) -> bool:
+        """Whether this step, with these settings, learns from data (see `fitted`)."""
+        return self.fitted
 
     def is_cacheable(self, settings: Any) -> bool:
         """Whether a task holding this step may be cached by default (see `cacheable`)."""
@@ -128,6 +145,53 @@ class TransformStep(Step):
         raise NotImplementedError
 
 
+class FittedTransform(TransformStep):
+    """A transform that learns from data: `fit(frame) -> state`, then `apply(state, frame)`.
+
+    The state is plain JSON data (means, categories, a vocabulary), so a model bundle can carry
+    it and loading a bundle never runs code. `run` fits and applies on the same rows, which is
+    what a recipe without a split does.
+    """
+
+    fitted = True
+
+    def fit(self, frame: pd.DataFrame, settings: Any) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def apply(self, state: Mapping[str, Any], frame: pd.DataFrame, settings: Any) -> pd.DataFrame:
+        raise NotImplementedError
+
+    def run(self, frame: pd.DataFrame, settings: Any) -> pd.DataFrame:
+        return self.apply(self.fit(frame, settings), frame, settings)
+
+
+class FeatureTransform(TransformStep):
+    """Turns a text column into a sparse feature block (scipy CSR) beside the frame.
+
+    `fit` returns the JSON state (empty for stateless hashing); `features(state, frame)` returns
+    the block's matrix and feature names. The column it reads is gone afterwards.
+    """
+
+    sparse = True
+
+    def fit(self, frame: pd.DataFrame, settings: Any) -> dict[str, Any]:
+        return {}
+
+    def features(self, state: Mapping[str, Any], frame: pd.DataFrame, settings: Any) -> tuple[Any, list[str]]:
+        raise NotImplementedError
+
+    def source_column(self, settings: Any) -> str:
+        return str(settings.column)
+
+    def columns_after(self, settings: Any, columns: Columns) -> Columns:
+        if columns is None or getattr(settings, "keep", False):
+            return columns
+        return [c for c in columns if c != self.source_column(settings)]
+
+    def run(self, frame: pd.DataFrame, settings: Any) -> pd.DataFrame:
+        raise NotImplementedError("sparse features exist only inside the train/evaluate tasks")
+
+
 class SinkStep(Step):
     """Writes an artifact (dataset, model, metrics) somewhere; returns where it went."""
 
@@ -148,20 +212,36 @@ class SplitStep(Step):
 
 
 class TrainerStep(Step):
-    """Trains a model on the train set and saves it as one file at `model_path`.
+    """Trains a model on the rows the preprocessing made from the train set.
 
-    Returns the model's metadata (features, classes, parameters, library versions), which the
-    runtime records on the KFP Model artifact beside the file.
+    `fit` returns a :class:`Trained`; the train task writes it, with the fitted preprocessing,
+    as one model bundle. `run` trains on a plain DataFrame and writes a bundle without
+    preprocessing (for tests and scripts); it returns the bundle's metadata.
     """
 
     kind = Kind.TRAINER
 
-    def run(self, train: pd.DataFrame, settings: Any, model_path: str, ctx: RunContext) -> dict:
+    def fit(self, rows: Any, settings: Any, ctx: RunContext) -> Trained:
         raise NotImplementedError
+
+    def run(self, train: pd.DataFrame, settings: Any, model_path: str, ctx: RunContext) -> dict:
+        from skitflow.steps.bundle import Chain, train_bundle
+
+        return train_bundle(train, Chain(), self, settings, model_path, ctx)
 
     def accelerator(self, settings: Any) -> tuple[str, int] | None:
         """(accelerator type, count) this trainer needs on Kubernetes, or None."""
         return None
+
+
+@dataclass
+class Trained:
+    """What a trainer made: the model (files in its own format + a scorer), the design it
+    reads and its metadata."""
+
+    model: Any
+    design: Any
+    metadata: dict[str, Any]
 
 
 class EvaluatorStep(Step):
@@ -179,7 +259,7 @@ class ArtifactFile:
 
     path: str
     role: str  # dataset | train | test | model | metrics | report
-    format: str  # parquet | csv | xgboost-json | json | html | dir
+    format: str  # parquet | csv | skitflow-bundle | json | html | dir
     metadata: dict[str, Any] = field(default_factory=dict)
 
 

@@ -1,7 +1,9 @@
 """Evaluator steps: score a trained model on the test set.
 
-They read the model file alone (its embedded metadata says which features, categories and
-classes it was trained with), so an evaluator needs no settings beyond the target column. Each
+They read the model bundle alone (it holds the fitted preprocessing, and says which features,
+categories and classes the model was trained with) and score through the same
+:class:`~skitflow.steps.bundle.Bundle` code as `predict:` and `skitflow.load_model`, so an
+evaluator needs no settings beyond the target column and cannot drift from serving. Each
 returns an :class:`Evaluation` whose `report_html` is one standalone page: pictures are PNGs
 drawn with matplotlib's Agg canvas (no display, no pyplot global state) inlined as data URIs.
 """
@@ -18,7 +20,8 @@ from pydantic import Field
 
 from skitflow.errors import StepFailed
 from skitflow.steps.base import Evaluation, EvaluatorStep, RunContext, StepSettings
-from skitflow.steps.trainers import prepare_features, read_model
+from skitflow.steps.bundle import Bundle, load_bundle
+from skitflow.steps.estimators import checked_target
 
 if TYPE_CHECKING:
     import numpy as np
@@ -50,20 +53,19 @@ class Classification(EvaluatorStep):
     def run(
         self, model_path: str, test: pd.DataFrame, settings: ClassificationSettings, ctx: RunContext
     ) -> Evaluation:
-        import numpy as np
         import pandas as pd
 
-        booster, meta = read_model(model_path)
+        bundle = load_bundle(model_path)
+        meta = bundle.metadata
         if meta.get("task") != "classification":
             raise StepFailed(
                 f"the model is a {meta.get('task')} model, not a classifier",
                 hint="use the `regression` evaluator",
             )
-        truth = _target(test, settings.target)
+        _target(test, settings.target)
+        prepared, probabilities = _predict(bundle, test)
+        truth = _target(prepared, settings.target)  # as the model saw it (e.g. label-encoded)
         classes = [str(c) for c in meta["classes"]]
-        probabilities = _predict(booster, test, meta)
-        if probabilities.ndim == 1:  # binary:logistic gives P(class 1) only
-            probabilities = np.column_stack([1.0 - probabilities, probabilities])
         predicted = probabilities.argmax(axis=1)
 
         # Codes 0..k-1 are the model's classes; labels it never saw get codes k, k+1, ...
@@ -88,7 +90,7 @@ class Classification(EvaluatorStep):
             "unseen_classes": unseen_labels,
             "unseen_rows": int(unseen_mask.sum()),
             "per_class": per_class,
-            "model": {k: meta.get(k) for k in ("recipe", "run_id", "target", "n_rounds")},
+            "model": {k: meta.get(k) for k in ("recipe", "run_id", "target", "trainer", "n_rounds")},
         }
         report = _classification_report(ctx, settings.target, scalars, per_class, labels, matrix)
         _log(ctx)(
@@ -187,21 +189,22 @@ class Regression(EvaluatorStep):
         import pandas as pd
         from sklearn import metrics
 
-        booster, meta = read_model(model_path)
+        bundle = load_bundle(model_path)
+        meta = bundle.metadata
         if meta.get("task") != "regression":
             raise StepFailed(
                 f"the model is a {meta.get('task')} model, not a regressor",
                 hint="use the `classification` evaluator",
             )
-        truth = _target(test, settings.target)
+        _target(test, settings.target)
+        prepared, scores = _predict(bundle, test)
+        truth = _target(prepared, settings.target)
         if not pd.api.types.is_numeric_dtype(truth) or pd.api.types.is_bool_dtype(truth):
             raise StepFailed(
                 f"regression target `{settings.target}` is not numeric ({truth.dtype})"
             )
         actual = truth.to_numpy(dtype=np.float64)
-        predicted = np.asarray(_predict(booster, test, meta), dtype=np.float64)
-        if predicted.ndim > 1:  # multi-output objectives (e.g. several quantiles): score the first
-            predicted = predicted[:, 0]
+        predicted = np.asarray(scores, dtype=np.float64)
         scalars = {
             "rmse": float(math.sqrt(metrics.mean_squared_error(actual, predicted))),
             "mae": float(metrics.mean_absolute_error(actual, predicted)),
@@ -212,7 +215,7 @@ class Regression(EvaluatorStep):
             "n": len(actual),
             "mean_target": float(actual.mean()),
             "mean_prediction": float(predicted.mean()),
-            "model": {k: meta.get(k) for k in ("recipe", "run_id", "target", "n_rounds")},
+            "model": {k: meta.get(k) for k in ("recipe", "run_id", "target", "trainer", "n_rounds")},
         }
         picture = _scatter_png(actual, predicted, settings.target)
         report = _page(
@@ -233,27 +236,13 @@ def _log(ctx: RunContext) -> Any:
 
 
 def _target(test: pd.DataFrame, column: str) -> pd.Series:
-    if column not in test.columns:
-        raise StepFailed(f"target column `{column}` is not in the test set")
-    truth = test[column]
-    if truth.isna().any():
-        raise StepFailed(
-            f"target `{column}` has {int(truth.isna().sum())} missing value(s) in the test set",
-            hint="drop those rows before evaluating (e.g. a `dropna` transform)",
-        )
-    if len(truth) == 0:
-        raise StepFailed("the test set is empty")
-    return truth
+    return checked_target(test, column, "test set")
 
 
-def _predict(booster: Any, test: pd.DataFrame, meta: dict[str, Any]) -> np.ndarray:
-    """Predictions for the test rows, with features prepared exactly as at training time."""
-    import xgboost as xgb
-
-    x = prepare_features(test, meta["features"], meta.get("categorical") or {})
-    data = xgb.DMatrix(x, enable_categorical=bool(meta.get("categorical")))
-    booster.set_param({"device": "cpu"})  # evaluators run without a GPU, even for a cuda model
-    return booster.predict(data)
+def _predict(bundle: Bundle, test: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
+    """The test rows as the model read them, and their scores: the split's output, so only the
+    bundle's fitted (model-stage) steps are applied, with the state learnt on the train rows."""
+    return bundle.scored(test, raw=False)
 
 
 # -- HTML report -------------------------------------------------------------------------------

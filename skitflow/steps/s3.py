@@ -28,10 +28,12 @@ __all__ = ["S3_STEPS"]
 
 MiB = 1024 * 1024
 _DATASET_FORMATS = ("parquet", "csv")
-_EXTENSIONS = {"parquet": ".parquet", "csv": ".csv", "xgboost-json": ".json", "json": ".json",
+_EXTENSIONS = {"parquet": ".parquet", "csv": ".csv", "skitflow-bundle": ".zip", "xgboost-json": ".json",
+               "json": ".json",
                "html": ".html"}
 _CONTENT_TYPES = {"parquet": "application/vnd.apache.parquet", "csv": "text/csv",
-                  "xgboost-json": "application/json", "json": "application/json",
+                  "skitflow-bundle": "application/zip", "xgboost-json": "application/json",
+                  "json": "application/json",
                   "html": "text/html"}
 
 
@@ -52,7 +54,7 @@ class S3Sink(SinkStep):
     The object appears under its key only once the whole upload completed, big files go up in
     parts in parallel, and the server's SHA-256 of what it received is compared with the local
     file's. A `uri` ending in `/` receives the artifact as `<role>.<ext>` (`dataset.parquet`,
-    `model.json`). Templates such as `{{ run.id }}` in the uri are rendered first. A `file://`
+    `model.zip`, the model bundle). Templates such as `{{ run.id }}` in the uri are rendered first. A `file://`
     URL or a local path is written like the `file` sink does. Endpoint and credentials come from
     the environment: AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_DEFAULT_REGION.
     """

@@ -1,11 +1,12 @@
-"""Trainer steps: fit a model on the train set and save it as one self-describing file.
+"""Trainer steps: fit a model on the rows the preprocessing made from the train set.
 
-The xgboost trainer writes the model in xgboost's JSON format (`Booster.save_raw("json")`, the
-same bytes `save_model("model.json")` writes, whatever `model_path`'s extension) and embeds
-everything needed to use it later as one booster attribute, ``skitflow_metadata`` (a JSON
-string): task, target, features, categorical columns with their categories, classes, parameters
-and library versions. So the file alone is enough to evaluate or serve the model:
-:func:`read_model` returns the booster and that metadata.
+A trainer's `fit` gets :class:`Rows` (a DataFrame and any sparse text blocks) and returns a
+:class:`Trained`: the model in its library's own format, its design (which columns and blocks it
+reads, in order) and its metadata (task, target, features, categories, classes, parameters,
+library versions). The train task puts that together with the fitted preprocessing into one
+model bundle (`skitflow.steps.bundle`). `xgboost` trains gradient-boosted trees; `linear` a
+logistic (classification) or ridge (regression) model with scikit-learn. Both share the target,
+`task: auto` and feature contract.
 """
 
 from __future__ import annotations
@@ -18,14 +19,22 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from skitflow.errors import StepFailed, did_you_mean
-from skitflow.steps.base import RunContext, StepSettings, TrainerStep
+from skitflow.steps.base import RunContext, StepSettings, Trained, TrainerStep
+from skitflow.steps.estimators import (
+    Design,
+    LinearModel,
+    Rows,
+    XGBoostModel,
+    checked_target,
+    design_matrix,
+    take_rows,
+    versions,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
     import xgboost as xgb
 
-#: Booster attribute holding the model's metadata as JSON.
-METADATA_ATTR = "skitflow_metadata"
 #: Version of the metadata layout, bumped when keys change meaning.
 METADATA_VERSION = 1
 #: `task: auto` picks classification for an integer target with at most this many values.
@@ -74,13 +83,8 @@ RESERVED_PARAMS = {
 }
 
 
-class XGBoostSettings(StepSettings):
-    """Gradient-boosted trees with xgboost, for classification or regression.
-
-    `task: auto` means classification when the target is not numeric (text, category, bool) or
-    holds at most 20 distinct integer values, and regression otherwise. Class labels are
-    encoded in sorted order; the model file keeps them, so predictions map back to labels.
-    """
+class TrainerSettings(StepSettings):
+    """What every trainer shares: the target, the task and the feature columns."""
 
     target: str = Field(description="Column to predict.")
     task: Literal["classification", "regression", "auto"] = Field(
@@ -88,13 +92,41 @@ class XGBoostSettings(StepSettings):
     )
     features: list[str] | None = Field(
         None,
-        description="Feature columns; default: every numeric and bool column except the target, "
-        "plus the `categorical` columns.",
+        description="Dense feature columns; default: every numeric and bool column except the "
+        "target (plus `categorical` columns for xgboost). Sparse text features made by `tfidf` "
+        "or `hashing` are always used.",
     )
+    seed: int = Field(42, description="Random seed.")
+
+    @model_validator(mode="after")
+    def _features_valid(self) -> TrainerSettings:
+        if self.features is not None:
+            if not self.features:
+                raise ValueError("`features` is empty; list columns or leave it out")
+            duplicated = sorted({f for f in self.features if self.features.count(f) > 1})
+            if duplicated:
+                raise ValueError(f"`features` lists {duplicated} more than once")
+            if self.target in self.features:
+                raise ValueError(f"the target `{self.target}` cannot also be a feature")
+        return self
+
+
+class XGBoostSettings(TrainerSettings):
+    """Gradient-boosted trees with xgboost, for classification or regression.
+
+    `task: auto` means classification when the target is not numeric (text, category, bool) or
+    holds at most 20 distinct integer values, and regression otherwise. Class labels are
+    encoded in sorted order; the model bundle keeps them, so predictions map back to labels.
+    """
+
     categorical: list[str] = Field(
         default_factory=list,
         description="Columns used as categories (pandas `category` dtype, xgboost "
         "enable_categorical); text columns must be listed here or encoded before training.",
+    )
+    max_categories: int = Field(
+        10000, ge=2, description="Fail when a `categorical` column has more distinct values (free "
+        "text is a job for `tfidf` or `hashing`).",
     )
     params: dict[str, Any] = Field(
         default_factory=dict,
@@ -144,13 +176,6 @@ class XGBoostSettings(StepSettings):
     @model_validator(mode="after")
     def _consistent_columns(self) -> XGBoostSettings:
         if self.features is not None:
-            if not self.features:
-                raise ValueError("`features` is empty; list columns or leave it out")
-            duplicated = sorted({f for f in self.features if self.features.count(f) > 1})
-            if duplicated:
-                raise ValueError(f"`features` lists {duplicated} more than once")
-            if self.target in self.features:
-                raise ValueError(f"the target `{self.target}` cannot also be a feature")
             outside = [c for c in self.categorical if c not in self.features]
             if outside:
                 raise ValueError(f"`categorical` columns {outside} are not in `features`")
@@ -171,7 +196,7 @@ class XGBoostSettings(StepSettings):
 
 
 class XGBoost(TrainerStep):
-    """Train an xgboost classifier or regressor; the model file carries its own metadata."""
+    """Train an xgboost classifier or regressor on dense columns and sparse text features."""
 
     name = "xgboost"
     Settings = XGBoostSettings
@@ -190,47 +215,17 @@ class XGBoost(TrainerStep):
     def accelerator(self, settings: XGBoostSettings) -> tuple[str, int] | None:
         return ("nvidia.com/gpu", 1) if settings.device == "cuda" else None
 
-    def run(
-        self, train: pd.DataFrame, settings: XGBoostSettings, model_path: str, ctx: RunContext
-    ) -> dict:
-        import numpy as np
-        import pandas as pd
+    def fit(self, rows: Rows, settings: XGBoostSettings, ctx: RunContext) -> Trained:
         import xgboost as xgb
 
-        log = ctx.log or (lambda _line: None)
-        started = time.perf_counter()
-        if settings.target not in train.columns:
-            raise StepFailed(f"target column `{settings.target}` is not in the train set")
-        target = train[settings.target]
-        if target.isna().any():
-            raise StepFailed(
-                f"target `{settings.target}` has {int(target.isna().sum())} missing value(s)",
-                hint="drop those rows before training (e.g. a `dropna` transform)",
-            )
-        task = settings.task if settings.task != "auto" else infer_task(target)
-        features = _resolve_features(train, settings, log)
+        log, started, train, target, task, features = _begin(rows, settings, settings.categorical, ctx)
         categories = {
-            c: _categories_of(train[c]) for c in features if c in set(settings.categorical)
+            c: _categories_of(train[c], c, settings.max_categories)
+            for c in features if c in set(settings.categorical)
         }
-        x = prepare_features(train, features, categories)
-
-        classes: list[Any] | None = None
-        if task == "classification":
-            codes, uniques = pd.factorize(target, sort=True)
-            classes = uniques.tolist()
-            if len(classes) < 2:
-                raise StepFailed(
-                    f"target `{settings.target}` has a single class ({classes[0]!r}); "
-                    "a classifier needs at least two"
-                )
-            y = codes.astype(np.int32, copy=False)
-        else:
-            if not pd.api.types.is_numeric_dtype(target) or pd.api.types.is_bool_dtype(target):
-                raise StepFailed(
-                    f"regression target `{settings.target}` is not numeric ({target.dtype})",
-                    hint="use `task: classification`, or convert the column to numbers",
-                )
-            y = target.to_numpy(dtype=np.float64)
+        design = _design(features, categories, rows)
+        x = design_matrix(rows, design)
+        y, classes = _labels(target, task, settings.target)
 
         params: dict[str, Any] = {"tree_method": "hist", **settings.params}
         kwargs = {
@@ -247,8 +242,8 @@ class XGBoost(TrainerStep):
         x_fit, y_fit = x, y
         if settings.early_stopping_rounds:
             fit_idx, val_idx = _validation_split(y, task, settings, log)
-            x_fit, y_fit = x.iloc[fit_idx], y[fit_idx]
-            eval_set = [(x.iloc[val_idx], y[val_idx])]
+            x_fit, y_fit = take_rows(x, fit_idx), y[fit_idx]
+            eval_set = [(take_rows(x, val_idx), y[val_idx])]
             kwargs["early_stopping_rounds"] = settings.early_stopping_rounds
 
         n_rounds = int(params.get("n_estimators") or 100)
@@ -256,8 +251,9 @@ class XGBoost(TrainerStep):
         model_class = xgb.XGBClassifier if task == "classification" else xgb.XGBRegressor
         model = model_class(**kwargs)
         log(
-            f"xgboost {xgb.__version__}: training {task} on {len(x_fit):,} rows x "
-            f"{len(features)} features"
+            f"xgboost {xgb.__version__}: training {task} on {x_fit.shape[0]:,} rows x "
+            f"{design.width:,} features"
+            + (f" ({len(rows.blocks)} sparse block(s))" if rows.blocks else "")
             + (f", {len(classes)} classes" if classes else "")
             + f", device {settings.device}"
         )
@@ -274,15 +270,12 @@ class XGBoost(TrainerStep):
             log(
                 f"early stopping: best round {best_iteration + 1} of {model.get_num_boosting_rounds()}"
             )
-            for attr in ("best_iteration", "best_score"):
-                booster.set_attr(**{attr: None})
+        for attr in ("best_iteration", "best_score"):
+            booster.set_attr(**{attr: None})
 
         metadata = {
             "metadata_version": METADATA_VERSION,
-            "format": "xgboost-json",
             "library": "xgboost",
-            "recipe": ctx.recipe_name,
-            "run_id": ctx.run_id or None,  # known when the recipe uses run.*
             "task": task,
             "target": settings.target,
             "features": features,
@@ -298,17 +291,141 @@ class XGBoost(TrainerStep):
             "device": settings.device,
             "n_rounds": booster.num_boosted_rounds(),
             "best_iteration": best_iteration,
-            "train_rows": len(x_fit),
-            "validation_rows": len(eval_set[0][1]) if eval_set else 0,
-            "versions": _versions(),
+            "fit_rows": int(x_fit.shape[0]),
+            "validation_rows": int(eval_set[0][1].shape[0]) if eval_set else 0,
+            "versions": versions(["xgboost", "scikit-learn", "scipy", "numpy", "pandas"]),
         }
-        metadata = json.loads(json.dumps(metadata, default=_jsonable))  # plain JSON types only
-        booster.set_attr(**{METADATA_ATTR: json.dumps(metadata)})
-        with open(model_path, "wb") as handle:
-            handle.write(booster.save_raw(raw_format="json"))
         elapsed = time.perf_counter() - started
-        log(f"model saved: {booster.num_boosted_rounds()} boosting rounds in {elapsed:.1f} s")
-        return metadata
+        log(f"trained: {booster.num_boosted_rounds()} boosting rounds in {elapsed:.1f} s")
+        return Trained(XGBoostModel(booster), design, metadata)
+
+
+class LinearSettings(TrainerSettings):
+    """A linear model with scikit-learn: logistic regression to classify, ridge to regress.
+
+    `task: auto` decides as for xgboost. The strong, fast baseline for sparse text features
+    (`tfidf`, `hashing`); scale dense columns first (`standardize`). Columns must be numeric:
+    one_hot or label_encode categories first.
+    """
+
+    C: float = Field(1.0, gt=0, description="Inverse regularisation strength of the logistic "
+                     "regression (smaller: simpler model).")
+    alpha: float = Field(1.0, ge=0, description="Regularisation strength of the ridge regression.")
+    class_weight: Literal["balanced"] | None = Field(
+        None, description="`balanced` weights classes inversely to their frequency."
+    )
+    max_iter: int = Field(1000, ge=1, description="Most solver iterations.")
+    tol: float = Field(1e-4, gt=0, description="Solver tolerance.")
+    solver: Literal["lbfgs", "saga", "newton-cg", "sag"] = Field(
+        "lbfgs", description="scikit-learn solver of the logistic regression."
+    )
+    fit_intercept: bool = Field(True, description="Learn an intercept.")
+
+
+class Linear(TrainerStep):
+    """Train a logistic regression (classification) or ridge regression; coefficients as JSON."""
+
+    name = "linear"
+    Settings = LinearSettings
+    example = {"target": "intent", "C": 4.0}
+
+    def needs(self, settings: LinearSettings) -> list[str]:
+        return list(dict.fromkeys([settings.target, *(settings.features or [])]))
+
+    def fit(self, rows: Rows, settings: LinearSettings, ctx: RunContext) -> Trained:
+        import warnings
+
+        import numpy as np
+        import sklearn
+        from sklearn.exceptions import ConvergenceWarning
+        from sklearn.linear_model import LogisticRegression, Ridge
+
+        log, started, train, target, task, features = _begin(rows, settings, [], ctx)
+        design = _design(features, {}, rows)
+        x = design_matrix(rows, design, categorical_ok=False)
+        if hasattr(x, "iloc"):
+            x = x.to_numpy(dtype=np.float64, na_value=np.nan)
+        nan = np.isnan(x.data if hasattr(x, "data") and not isinstance(x, np.ndarray) else x)
+        if nan.any():
+            raise StepFailed("linear: the features have missing values",
+                             hint="fill them first, e.g. `- fillna: {strategy: median, columns: [...]}`")
+        y, classes = _labels(target, task, settings.target)
+        log(f"scikit-learn {sklearn.__version__}: training "
+            f"{'logistic' if task == 'classification' else 'ridge'} regression on {x.shape[0]:,} "
+            f"rows x {design.width:,} features" + (f", {len(classes)} classes" if classes else ""))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ConvergenceWarning)
+            if task == "classification":
+                model: Any = LogisticRegression(
+                    C=settings.C, class_weight=settings.class_weight, max_iter=settings.max_iter,
+                    tol=settings.tol, solver=settings.solver, fit_intercept=settings.fit_intercept,
+                    random_state=settings.seed)
+            else:
+                model = Ridge(alpha=settings.alpha, fit_intercept=settings.fit_intercept,
+                              max_iter=settings.max_iter, tol=settings.tol, random_state=settings.seed)
+            model.fit(x, y)
+        converged = not any(issubclass(w.category, ConvergenceWarning) for w in caught)
+        if not converged:
+            log(f"warning: the solver did not converge in {settings.max_iter} iterations; raise "
+                "`max_iter` or scale the features")
+        kind = "logistic" if task == "classification" else "ridge"
+        intercept = np.atleast_1d(model.intercept_)
+        metadata = {
+            "metadata_version": METADATA_VERSION,
+            "library": "linear",
+            "model": "LogisticRegression" if kind == "logistic" else "Ridge",
+            "task": task,
+            "target": settings.target,
+            "features": features,
+            "categorical": {},
+            "classes": classes,
+            "params": settings.model_dump(mode="json", exclude={"target", "task", "features"}),
+            "converged": converged,
+            "n_iter": int(np.max(getattr(model, "n_iter_", [0]) or [0])) if hasattr(model, "n_iter_") and model.n_iter_ is not None else None,
+            "fit_rows": int(x.shape[0]),
+            "versions": versions(["scikit-learn", "scipy", "numpy", "pandas"]),
+        }
+        log(f"trained in {time.perf_counter() - started:.1f} s")
+        return Trained(LinearModel(kind, model.coef_, intercept), design, metadata)
+
+
+def _begin(rows: Rows, settings: TrainerSettings, categorical: Sequence[str], ctx: RunContext
+           ) -> tuple[Any, float, pd.DataFrame, pd.Series, str, list[str]]:
+    """What every trainer starts with: (log, start time, train frame, checked target, task,
+    dense feature columns)."""
+    log = ctx.log or (lambda _line: None)
+    started = time.perf_counter()
+    train = rows.frame
+    target = checked_target(train, settings.target, "train set")
+    task = settings.task if settings.task != "auto" else infer_task(target)
+    return log, started, train, target, task, _resolve_features(train, settings, categorical, log,
+                                                                bool(rows.blocks))
+
+
+def _labels(target: pd.Series, task: str, column: str) -> tuple[Any, list[Any] | None]:
+    """(y, classes): class codes 0..k-1 in sorted order of the labels, or float values."""
+    import numpy as np
+    import pandas as pd
+
+    if task == "classification":
+        codes, uniques = pd.factorize(target, sort=True)
+        classes = uniques.tolist()
+        if len(classes) < 2:
+            raise StepFailed(
+                f"target `{column}` has a single class ({classes[0]!r}); "
+                "a classifier needs at least two"
+            )
+        return codes.astype(np.int32, copy=False), classes
+    if not pd.api.types.is_numeric_dtype(target) or pd.api.types.is_bool_dtype(target):
+        raise StepFailed(
+            f"regression target `{column}` is not numeric ({target.dtype})",
+            hint="use `task: classification`, or convert the column to numbers",
+        )
+    return target.to_numpy(dtype=np.float64), None
+
+
+def _design(features: list[str], categories: dict[str, list[Any]], rows: Rows) -> Design:
+    return Design(features, categories, [{"name": b.name, "width": b.width} for b in rows.blocks])
 
 
 def infer_task(target: pd.Series) -> str:
@@ -326,11 +443,14 @@ def infer_task(target: pd.Series) -> str:
     return "classification" if values.nunique() <= AUTO_MAX_CLASSES else "regression"
 
 
-def _resolve_features(frame: pd.DataFrame, settings: XGBoostSettings, log: Any) -> list[str]:
-    """The feature columns, checked: present, and numeric unless declared categorical."""
+def _resolve_features(
+    frame: pd.DataFrame, settings: TrainerSettings, categorical_columns: Sequence[str], log: Any,
+    has_blocks: bool,
+) -> list[str]:
+    """The dense feature columns, checked: present, and numeric unless declared categorical."""
     import pandas as pd
 
-    categorical = set(settings.categorical)
+    categorical = set(categorical_columns)
     missing = [c for c in [*(settings.features or []), *categorical] if c not in frame.columns]
     if missing:
         raise StepFailed(f"feature column(s) not in the train set: {', '.join(missing)}")
@@ -347,54 +467,45 @@ def _resolve_features(frame: pd.DataFrame, settings: XGBoostSettings, log: Any) 
         ]
         ignored = [c for c in frame.columns if c != settings.target and c not in features]
         if ignored:
-            log(f"not used as features (not numeric): {', '.join(map(str, ignored))}")
-        if not features:
+            shown = ", ".join(map(str, ignored[:20])) + (" ..." if len(ignored) > 20 else "")
+            log(f"not used as features (not numeric): {shown}; turn text into features with "
+                "`tfidf` or `hashing`")
+        if not features and not has_blocks:
             raise StepFailed(
                 "no numeric feature columns in the train set",
-                hint="list `features`, declare text columns in `categorical`, or encode them",
+                hint="list `features`, add a `tfidf` step for text, declare categorical columns "
+                "(xgboost), or encode them",
             )
     text = [c for c in features if c not in categorical and not numeric(c)]
     if text:
         kinds = ", ".join(f"`{c}` ({frame[c].dtype})" for c in text)
+        where = "add them to `categorical`, " if isinstance(settings, XGBoostSettings) else ""
         raise StepFailed(
             f"feature column(s) are not numeric: {kinds}",
-            hint="add them to `categorical`, or encode them first (one_hot / label_encode)",
+            hint=f"{where}encode them first (one_hot / label_encode), or use `tfidf` for text",
         )
     return [str(c) for c in features]
 
 
-def _categories_of(column: pd.Series) -> list[Any]:
-    """The categories of a column, sorted, as stored in the model for use at prediction time."""
-    import pandas as pd
+def _categories_of(column: pd.Series, name: str, limit: int) -> list[Any]:
+    """The categories of a column, sorted, kept in the bundle for use at prediction time.
 
-    if isinstance(column.dtype, pd.CategoricalDtype):
-        return column.cat.categories.tolist()
-    return column.astype("category").cat.categories.tolist()
-
-
-def prepare_features(
-    frame: pd.DataFrame, features: Sequence[str], categories: dict[str, list[Any]]
-) -> pd.DataFrame:
-    """The feature frame in training order, categorical columns typed with the training categories.
-
-    Fixing the categories (not re-inferring them from the data at hand) keeps category codes the
-    same at training and prediction time; a value unseen in training becomes missing.
+    A column with more distinct values than `limit`, or one where almost every row differs, is
+    free text rather than a category: a clear error instead of a model that learns nothing.
     """
     import pandas as pd
 
-    missing = [c for c in features if c not in frame.columns]
-    if missing:
-        raise StepFailed(f"the model needs column(s) missing from the data: {', '.join(missing)}")
-    x = frame[list(features)]
-    if categories:
-        typed = {
-            column: pd.Categorical.from_codes(
-                pd.Index(cats).get_indexer(x[column]), categories=cats
-            )
-            for column, cats in categories.items()
-        }
-        x = x.assign(**typed)
-    return x
+    categories = (column.cat.categories if isinstance(column.dtype, pd.CategoricalDtype)
+                  else column.astype("category").cat.categories)
+    distinct, rows = len(categories), len(column)
+    if distinct > limit or (distinct > 1000 and distinct > 0.5 * rows):
+        raise StepFailed(
+            f"categorical column `{name}` has {distinct:,} distinct values in {rows:,} rows: it "
+            "looks like free text, not a category",
+            hint=f"turn it into features with `- tfidf: {{column: {name}}}` (or `hashing`), or "
+            "raise `max_categories`",
+        )
+    return categories.tolist()
 
 
 def _validation_split(y: Any, task: str, settings: XGBoostSettings, log: Any) -> tuple[Any, Any]:
@@ -440,46 +551,4 @@ def _progress_callback(xgb: Any, log: Any, n_rounds: int) -> xgb.callback.Traini
     return Progress()
 
 
-def _versions() -> dict[str, str]:
-    import numpy as np
-    import pandas as pd
-    import xgboost as xgb
-
-    import skitflow
-
-    return {
-        "skitflow": skitflow.__version__,
-        "xgboost": xgb.__version__,
-        "pandas": pd.__version__,
-        "numpy": np.__version__,
-    }
-
-
-def _jsonable(value: Any) -> Any:
-    """numpy scalars and timestamps in metadata become plain JSON values."""
-    if hasattr(value, "item"):
-        return value.item()
-    return str(value)
-
-
-def read_model(model_path: str) -> tuple[xgb.Booster, dict[str, Any]]:
-    """Load a model file written by the xgboost trainer: the booster and its embedded metadata."""
-    import xgboost as xgb
-
-    with open(model_path, "rb") as handle:
-        raw = bytearray(handle.read())
-    booster = xgb.Booster()
-    try:
-        booster.load_model(raw)  # bytes: no guessing the format from the file name
-    except xgb.core.XGBoostError as exc:
-        raise StepFailed(f"{model_path} is not an xgboost model: {exc}") from exc
-    text = booster.attr(METADATA_ATTR)
-    if not text:
-        raise StepFailed(
-            f"{model_path} has no skitflow metadata",
-            hint="evaluate models trained by a skitflow trainer",
-        )
-    return booster, json.loads(text)
-
-
-TRAINERS: list[type[TrainerStep]] = [XGBoost]
+TRAINERS: list[type[TrainerStep]] = [XGBoost, Linear]

@@ -21,7 +21,7 @@ from pydantic import Field, field_validator, model_validator
 
 from skitflow.errors import StepFailed, did_you_mean
 from skitflow.expressions import parse
-from skitflow.steps.base import Columns, StepSettings, TransformStep
+from skitflow.steps.base import Columns, FittedTransform, StepSettings, TransformStep
 from skitflow.steps.columns import CastType, ColumnList, convert_column
 
 if TYPE_CHECKING:
@@ -199,6 +199,7 @@ class Dropna(TransformStep):
     """
 
     name = "dropna"
+    changes_rows = True
     example: ClassVar[Mapping[str, Any]] = {"columns": ["utterance", "intent"]}
 
     class Settings(StepSettings):
@@ -220,13 +221,15 @@ class Dropna(TransformStep):
         return _renumber(frame.dropna(subset=subset, how=settings.how))
 
 
-class Fillna(TransformStep):
-    """Replace missing values with a given value.
+class Fillna(FittedTransform):
+    """Replace missing values with a given value, or with a statistic of the column.
 
     Either one value per column (`values`), or one `value` for the listed `columns`. Without
     `columns`, `value` fills every column it fits (a number fills numeric columns, text fills
     text columns) and leaves the others alone. A value that does not fit a listed column's type
-    is an error rather than a silent change of the column's type.
+    is an error rather than a silent change of the column's type. With `strategy` (mean, median,
+    most_frequent) and `columns`, the fill values are learnt from the train rows after the split
+    and kept in the model bundle.
     """
 
     name = "fillna"
@@ -242,23 +245,76 @@ class Fillna(TransformStep):
             None, description="One value for every column in `columns` (all columns if omitted)."
         )
         columns: ColumnList | None = Field(
-            None, min_length=1, description="With `value`: the columns to fill."
+            None, min_length=1, description="With `value` or `strategy`: the columns to fill."
+        )
+        strategy: Literal["mean", "median", "most_frequent"] | None = Field(
+            None,
+            description="Fill `columns` with their mean, median or most frequent value, learnt "
+            "from the train rows.",
         )
 
         @model_validator(mode="after")
         def _one_way(self) -> Fillna.Settings:
-            if self.values is not None and (self.value is not None or self.columns is not None):
+            given = [self.values is not None, self.value is not None, self.strategy is not None]
+            if sum(given) > 1:
+                raise ValueError(
+                    "give either `values`, `value` (+ optional `columns`) or `strategy` "
+                    "(+ `columns`), not several"
+                )
+            if not any(given):
+                raise ValueError(
+                    "give `values` (a mapping column -> value), `value`, or `strategy` with "
+                    "`columns`"
+                )
+            if self.values is not None and self.columns is not None:
                 raise ValueError("give either `values`, or `value` with optional `columns`")
-            if self.values is None and self.value is None:
-                raise ValueError("give `values` (a mapping column -> value) or `value`")
+            if self.strategy is not None and self.columns is None:
+                raise ValueError("`strategy` needs `columns`: the columns to fill")
             return self
+
+    def is_fitted(self, settings: Settings) -> bool:
+        return settings.strategy is not None
 
     def needs(self, settings: Settings) -> Sequence[str]:
         return list(settings.values or settings.columns or ())
 
-    def run(self, frame: pd.DataFrame, settings: Settings) -> pd.DataFrame:
+    def fit(self, frame: pd.DataFrame, settings: Settings) -> dict[str, Any]:
+        """The fill value of each column: given, or the statistic of these rows."""
+        if settings.strategy is None:
+            return {}
+        import pandas as pd
+
+        columns = list(settings.columns or ())
+        _require(frame, columns, self.name)
+        values: dict[str, Any] = {}
+        for column in columns:
+            series = frame[column].dropna()
+            numeric = pd.api.types.is_numeric_dtype(series.dtype) and not pd.api.types.is_bool_dtype(
+                series.dtype
+            )
+            if settings.strategy != "most_frequent" and not numeric:
+                raise StepFailed(
+                    f"{self.name}: `strategy: {settings.strategy}` needs numbers, but column "
+                    f"`{column}` holds {frame[column].dtype}",
+                    hint="use `strategy: most_frequent` for text and categories",
+                )
+            if series.empty:
+                raise StepFailed(f"{self.name}: column `{column}` has no values to learn a fill from")
+            if settings.strategy == "mean":
+                value: Any = float(series.mean())
+            elif settings.strategy == "median":
+                value = float(series.median())
+            else:  # the most frequent value; ties go to the smallest, as scikit-learn's imputer
+                counts = series.value_counts(sort=False)
+                value = sorted(counts[counts == counts.max()].index.tolist())[0]
+            values[column] = value.item() if hasattr(value, "item") else value
+        return {"values": values}
+
+    def apply(self, state: Mapping[str, Any], frame: pd.DataFrame, settings: Settings) -> pd.DataFrame:
         fills: dict[Any, Any]
-        if settings.values is not None:
+        if settings.strategy is not None:
+            fills, strict = dict(state["values"]), True
+        elif settings.values is not None:
             fills, strict = dict(settings.values), True
         elif settings.columns is not None:
             fills, strict = dict.fromkeys(settings.columns, settings.value), True
@@ -268,6 +324,8 @@ class Fillna(TransformStep):
         filled = {}
         for column, value in fills.items():
             series = frame[column]
+            if settings.strategy in ("mean", "median") and not _is_float(series):
+                series = series.astype("float64")  # a mean of whole numbers is rarely whole
             fill = _fill_value(series, value)
             if fill is _NO_FIT:
                 if strict:
@@ -284,6 +342,12 @@ class Fillna(TransformStep):
 
 
 _NO_FIT = object()
+
+
+def _is_float(series: pd.Series) -> bool:
+    import pandas as pd
+
+    return bool(pd.api.types.is_float_dtype(series.dtype))
 
 
 def _fill_value(series: pd.Series, value: Any) -> Any:
@@ -322,6 +386,7 @@ class DropDuplicates(TransformStep):
     """
 
     name = "drop_duplicates"
+    changes_rows = True
     example: ClassVar[Mapping[str, Any]] = {"subset": ["call_id"]}
 
     class Settings(StepSettings):
@@ -353,6 +418,7 @@ class FilterRows(TransformStep):
     """
 
     name = "filter_rows"
+    changes_rows = True
     example: ClassVar[Mapping[str, Any]] = {"expr": "duration > 3 and intent != 'spam'"}
 
     class Settings(StepSettings):
@@ -553,7 +619,7 @@ def _categories_valid(
     return categories
 
 
-class OneHot(TransformStep):
+class OneHot(FittedTransform):
     """Replace categorical columns by one 0/1 column per category.
 
     The new columns are named `<prefix><separator><value>` (prefix: the column's name) and come
@@ -623,7 +689,27 @@ class OneHot(TransformStep):
         new = [n for c in settings.columns for n in settings.names(c, declared[c])]
         return [c for c in columns if c not in encoded] + new
 
-    def run(self, frame: pd.DataFrame, settings: Settings) -> pd.DataFrame:
+    def fit(self, frame: pd.DataFrame, settings: Settings) -> dict[str, Any]:
+        """The categories of each column: declared, or the sorted distinct values of these rows."""
+        _require(frame, settings.columns, self.name)
+        declared = settings.categories or {}
+        learnt: dict[str, list[Any]] = {}
+        for column in settings.columns:
+            if column in declared:
+                learnt[column] = list(declared[column])
+                continue
+            _, categories = _categorise(frame[column], None, column, self.name)
+            if len(categories) > settings.max_categories:
+                raise StepFailed(
+                    f"{self.name}: column `{column}` has {len(categories)} distinct values, more "
+                    f"than max_categories ({settings.max_categories})",
+                    hint="raise max_categories, declare `categories`, use label_encode, or tfidf "
+                    "for text",
+                )
+            learnt[column] = categories
+        return {"categories": learnt}
+
+    def apply(self, state: Mapping[str, Any], frame: pd.DataFrame, settings: Settings) -> pd.DataFrame:
         import pandas as pd
 
         _require(frame, settings.columns, self.name)
@@ -631,13 +717,8 @@ class OneHot(TransformStep):
         new: dict[str, Any] = {}
         for column in settings.columns:
             series = frame[column]
-            codes, categories = _categorise(series, declared.get(column), column, self.name)
-            if column not in declared and len(categories) > settings.max_categories:
-                raise StepFailed(
-                    f"{self.name}: column `{column}` has {len(categories)} distinct values, more "
-                    f"than max_categories ({settings.max_categories})",
-                    hint="raise max_categories, declare `categories`, or use label_encode",
-                )
+            categories = list(state["categories"][column])
+            codes, _ = _categorise(series, categories, column, self.name, column in declared)
             names = settings.names(column, categories)
             first = 1 if settings.drop_first else 0
             for position, name in enumerate(names, start=first):
@@ -652,16 +733,21 @@ class OneHot(TransformStep):
 
 
 def _categorise(
-    series: pd.Series, declared: list[Category] | None, column: str, step: str
+    series: pd.Series, declared: list[Category] | None, column: str, step: str,
+    strict: bool = True,
 ) -> tuple[Any, list[Any]]:
-    """(category code per row, -1 for null/unknown; the categories, as plain Python values)."""
+    """(category code per row, -1 for null/unknown; the categories, as plain Python values).
+
+    `strict`: no value among declared categories is an error (their type is probably wrong);
+    categories learnt from train rows are not strict, as a batch of new rows may hold none.
+    """
     import pandas as pd
 
     if declared is None:
         categorical = pd.Categorical(series)  # categories sorted
         return categorical.codes, categorical.categories.tolist()
     codes = pd.Index(declared).get_indexer(series)
-    if series.notna().any() and (codes < 0).all():
+    if strict and series.notna().any() and (codes < 0).all():
         raise StepFailed(
             f"{step}: no value of column `{column}` is among its declared categories",
             hint=f"values look like {series.dropna().iloc[0]!r}; check the categories' type",
@@ -669,7 +755,7 @@ def _categorise(
     return codes, list(declared)
 
 
-class LabelEncode(TransformStep):
+class LabelEncode(FittedTransform):
     """Replace categorical values by integer codes 0, 1, 2, ... in sorted order of the values.
 
     The mapping is deterministic (sorted distinct values, or the declared `categories` in their
@@ -697,14 +783,25 @@ class LabelEncode(TransformStep):
     def needs(self, settings: Settings) -> Sequence[str]:
         return list(settings.columns)
 
-    def run(self, frame: pd.DataFrame, settings: Settings) -> pd.DataFrame:
+    def fit(self, frame: pd.DataFrame, settings: Settings) -> dict[str, Any]:
+        """The code -> value list of each column: declared, or the sorted values of these rows."""
+        _require(frame, settings.columns, self.name)
+        declared = settings.categories or {}
+        learnt = {}
+        for column in settings.columns:
+            _, categories = _categorise(frame[column], declared.get(column), column, self.name)
+            learnt[column] = list(categories)
+        return {"categories": learnt}
+
+    def apply(self, state: Mapping[str, Any], frame: pd.DataFrame, settings: Settings) -> pd.DataFrame:
         import pandas as pd
 
         _require(frame, settings.columns, self.name)
         declared = settings.categories or {}
         encoded, mappings = {}, {}
         for column in settings.columns:
-            codes, categories = _categorise(frame[column], declared.get(column), column, self.name)
+            categories = list(state["categories"][column])
+            codes, _ = _categorise(frame[column], categories, column, self.name, column in declared)
             encoded[column] = pd.Series(codes.astype("int64"), index=frame.index)
             mappings[column] = categories
         out = frame.assign(**encoded)
@@ -715,7 +812,7 @@ class LabelEncode(TransformStep):
         return out
 
 
-class Standardize(TransformStep):
+class Standardize(FittedTransform):
     """Scale numeric columns to mean 0 and standard deviation 1: (x - mean) / std.
 
     The standard deviation is the population one (ddof 0, as scikit-learn's StandardScaler) unless
@@ -737,11 +834,29 @@ class Standardize(TransformStep):
     def needs(self, settings: Settings) -> Sequence[str]:
         return list(settings.columns)
 
-    def run(self, frame: pd.DataFrame, settings: Settings) -> pd.DataFrame:
+    def fit(self, frame: pd.DataFrame, settings: Settings) -> dict[str, Any]:
+        """The mean and standard deviation of each column over these rows."""
+        stats = {}
+        for column, values in self._numbers(frame, settings).items():
+            stats[column] = {"mean": float(values.mean()), "std": float(values.std(ddof=settings.ddof))}
+        return {"columns": stats}
+
+    def apply(self, state: Mapping[str, Any], frame: pd.DataFrame, settings: Settings) -> pd.DataFrame:
+        scaled, stats = {}, {}
+        for column, values in self._numbers(frame, settings).items():
+            mean, std = state["columns"][column]["mean"], state["columns"][column]["std"]
+            centred = values - mean
+            scaled[column] = centred / std if std > 0 else centred * 0.0
+            stats[column] = {"mean": float(mean), "std": float(std)}
+        out = frame.assign(**scaled)
+        out.attrs = {**frame.attrs, "standardize": {**frame.attrs.get("standardize", {}), **stats}}
+        return out
+
+    def _numbers(self, frame: pd.DataFrame, settings: Settings) -> dict[str, pd.Series]:
         import pandas as pd
 
         _require(frame, settings.columns, self.name)
-        scaled, stats = {}, {}
+        numbers = {}
         for column in settings.columns:
             series = frame[column]
             if not pd.api.types.is_numeric_dtype(series.dtype):
@@ -749,14 +864,8 @@ class Standardize(TransformStep):
                     f"{self.name}: column `{column}` holds {series.dtype}, not numbers",
                     hint="cast it first: `- cast: {mapping: {" + column + ": float}}`",
                 )
-            values = series.astype("float64")
-            mean, std = values.mean(), values.std(ddof=settings.ddof)
-            centred = values - mean
-            scaled[column] = centred / std if std > 0 else centred * 0.0
-            stats[column] = {"mean": float(mean), "std": float(std)}
-        out = frame.assign(**scaled)
-        out.attrs = {**frame.attrs, "standardize": {**frame.attrs.get("standardize", {}), **stats}}
-        return out
+            numbers[column] = series.astype("float64")
+        return numbers
 
 
 class Sample(TransformStep):
@@ -768,6 +877,7 @@ class Sample(TransformStep):
     """
 
     name = "sample"
+    changes_rows = True
     example: ClassVar[Mapping[str, Any]] = {"n": 1000, "seed": 0}
 
     class Settings(StepSettings):
@@ -785,6 +895,9 @@ class Sample(TransformStep):
             if self.frac is not None and self.frac > 1 and not self.replace:
                 raise ValueError("`frac` above 1 needs `replace: true`")
             return self
+
+    def reads(self, settings: Settings) -> Sequence[str]:
+        return []  # rows are drawn by position, whatever they hold
 
     def run(self, frame: pd.DataFrame, settings: Settings) -> pd.DataFrame:
         import numpy as np
