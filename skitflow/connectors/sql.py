@@ -21,11 +21,13 @@ if TYPE_CHECKING:
     import sqlalchemy as sa
 
 __all__ = [
-    "ConnectionSettings", "create_engine", "database_url", "first_line", "is_transient",
+    "TABLE_NAME", "ConnectionSettings", "create_engine", "database_url", "first_line", "is_transient",
     "scrub", "sqlstate", "translate_connection_error", "valid_env_name", "with_retries",
 ]
 
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+#: `table` or `schema.table`: a name, never SQL (it is quoted as an identifier where used).
+TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?")
 
 # SQLSTATEs worth a retry: connection exceptions (class 08), serialization failure, deadlock,
 # admin / crash shutdown and "cannot connect now", too many connections.

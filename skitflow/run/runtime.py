@@ -330,9 +330,20 @@ def evaluate(model: Any, test: Any, metrics: Any, classification: Any, report: A
             passed = False
         bound = " and ".join(f"{k} {gate[k]}" for k in ("min", "max") if gate.get(k) is not None)
         run.log(f"gate {metric}={score:.4f} ({bound}): {'passed' if passed else 'FAILED'}")
+        _record_gate(metrics.path, {"metric": metric, "score": score, "passed": passed,
+                                    "min": gate.get("min"), "max": gate.get("max")})
     shown = ", ".join(f"{k}={v:.4f}" for k, v in sorted(result.scalars.items()))
     run.log(f"{call.step.name}: {shown}")
     return EvalOutputs(passed, score)
+
+
+def _record_gate(path: str, verdict: dict[str, Any]) -> None:
+    """Add the gate's verdict to metrics.json, so sinks of the metrics (the sql sink) know it."""
+    with open(path, encoding="utf-8") as handle:
+        document = json.load(handle)
+    document["gate"] = verdict
+    with open(path, "w", encoding="utf-8") as handle:
+        json.dump(_json_safe(document), handle, indent=2, sort_keys=True)
 
 
 def _json_safe(value: Any) -> Any:

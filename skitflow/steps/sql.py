@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field, field_validator, model_validator
 
+from skitflow.connectors.sql import TABLE_NAME as _TABLE_NAME
 from skitflow.connectors.sql import create_engine as _create_engine
 from skitflow.connectors.sql import database_url as _database_url
 from skitflow.connectors.sql import first_line as _first_line
@@ -38,7 +39,6 @@ if TYPE_CHECKING:
 
 __all__ = ["SQL_STEPS", "SqlSource", "frame_from_chunks"]
 
-_TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?")
 # The same pattern SQLAlchemy's text() uses to find `:name` bind parameters.
 _BIND_PARAM = re.compile(r"(?<![:\w\x5c]):(\w+)(?![:\w])")
 
