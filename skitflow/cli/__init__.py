@@ -38,13 +38,26 @@ app = typer.Typer(
 
 def _register() -> None:
     from skitflow.cli import compile as compile_cmd
-    from skitflow.cli import docs, graph, init, params, run, runs, schema, steps, submit, validate
+    from skitflow.cli import (
+        docs,
+        graph,
+        init,
+        params,
+        run,
+        runs,
+        schema,
+        serve,
+        steps,
+        submit,
+        validate,
+    )
 
     app.command("validate")(validate.validate)
     app.command("compile")(compile_cmd.compile_command)
     app.command("run")(run.run)
     app.command("submit")(submit.submit)
     app.command("schedules")(submit.schedules)
+    app.command("serve")(serve.serve)
     app.command("schema")(schema.schema)
     app.command("graph")(graph.graph)
     app.command("params")(params.params)
