@@ -35,6 +35,7 @@ class Catalog:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self._lock = threading.Lock()
+        self._compile_lock = threading.Lock()
         self._loaded: dict[Path, tuple[tuple[int, int], Entry]] = {}
         self._packages: dict[tuple[Path, tuple[int, int]], tuple[Package, str]] = {}
 
@@ -69,12 +70,11 @@ class Catalog:
         assert entry.loaded is not None
         stat = entry.path.stat()
         key = (entry.path, (stat.st_mtime_ns, stat.st_size))
-        with self._lock:
+        with self._compile_lock:  # kfp's compiler is not thread-safe; and compile once
             cached = self._packages.get(key)
-        if cached is None:
-            package = compile_loaded(entry.loaded)
-            cached = (package, version_name(package))
-            with self._lock:
+            if cached is None:
+                package = compile_loaded(entry.loaded)
+                cached = (package, version_name(package))
                 self._packages[key] = cached
         return cached
 
