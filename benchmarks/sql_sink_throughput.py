@@ -19,7 +19,6 @@ Writers:
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import resource
@@ -28,7 +27,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -93,18 +91,6 @@ def child(writer: str, dataset: str, table: str) -> None:
 # --------------------------------------------------------------------------- parent
 
 
-@contextlib.contextmanager
-def database(use_env: bool) -> Iterator[str]:
-    if use_env:
-        yield os.environ["DATABASE_URL"]
-        return
-    sys.path.insert(0, str(REPO))
-    from tests.services import start_postgres_server
-
-    with start_postgres_server() as server:
-        yield server.url
-
-
 def _sql(url: str, statement: str) -> list[tuple]:
     import psycopg
     import sqlalchemy as sa
@@ -146,6 +132,8 @@ def main() -> None:
     if args.make:
         make_dataset(Path(args.make[0]), int(args.make[1]))
         return
+
+    from sql_throughput import database  # the sibling benchmark's throw-away PostgreSQL
 
     with tempfile.TemporaryDirectory(prefix="skitflow-bench-") as folder, \
             database(args.use_env) as url:

@@ -21,8 +21,8 @@ def serve(
     Examples:
 
     \b
-      SKITFLOW_SERVE_TOKEN=... skitflow serve recipes/ --kfp-host https://kubeflow.example
-      curl -H "Authorization: Bearer $SKITFLOW_SERVE_TOKEN" localhost:8080/recipes
+      skitflow serve recipes/ --kfp-host https://kubeflow.example
+      skitflow serve recipes/ --port 9000 --experiment nightly
     """
     from skitflow.serve.server import serve_forever
     from skitflow.serve.settings import settings_from_env
