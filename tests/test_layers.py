@@ -18,7 +18,7 @@ PACKAGE = Path(skitflow.__file__).parent
 LAYERS: dict[str, int] = {
     "cli": 0, "__main__": 0,
     "api": 1, "__init__": 1,
-    "run": 2, "submit": 2, "docs": 2,
+    "run": 2, "submit": 2, "docs": 2, "serve": 2,
     "compile": 3,
     "plan": 4,
     "recipe": 5,
@@ -27,7 +27,7 @@ LAYERS: dict[str, int] = {
     "errors": 8, "expressions": 8, "util": 8,
 }
 #: parts of one layer that must not import each other either
-SIBLINGS_APART = {("run", "submit"), ("submit", "run")}
+SIBLINGS_APART = {("run", "submit"), ("submit", "run"), ("serve", "run"), ("run", "serve")}
 
 
 def _part(module: str) -> str | None:

@@ -136,7 +136,7 @@ def test_sql_faults_are_told_apart_by_sqlstate_not_by_message() -> None:
     import psycopg
     import sqlalchemy as sa
 
-    from skitflow.steps.sql import _is_transient
+    from skitflow.connectors.sql import is_transient as _is_transient
 
     def wrapped(orig: BaseException, statement: str | None = "SELECT 1") -> sa.exc.DBAPIError:
         return sa.exc.DBAPIError.instance(statement, None, orig, psycopg.Error)

@@ -47,6 +47,7 @@ def _register() -> None:
         run,
         runs,
         schema,
+        serve,
         steps,
         submit,
         validate,
@@ -58,6 +59,7 @@ def _register() -> None:
     app.command("predict")(predict.predict)
     app.command("submit")(submit.submit)
     app.command("schedules")(submit.schedules)
+    app.command("serve")(serve.serve)
     app.command("schema")(schema.schema)
     app.command("graph")(graph.graph)
     app.command("params")(params.params)

@@ -373,6 +373,8 @@ def evaluate(model: Any, test: Any, metrics: Any, classification: Any, report: A
             passed = False
         bound = " and ".join(f"{k} {gate[k]}" for k in ("min", "max") if gate.get(k) is not None)
         run.log(f"gate {metric}={score:.4f} ({bound}): {'passed' if passed else 'FAILED'}")
+        _record_gate(metrics.path, {"metric": metric, "score": score, "passed": passed,
+                                    "min": gate.get("min"), "max": gate.get("max")})
     shown = ", ".join(f"{k}={v:.4f}" for k, v in sorted(result.scalars.items()))
     run.log(f"{call.step.name}: {shown}")
     return EvalOutputs(passed, score)
@@ -416,6 +418,14 @@ def _model_file(where: str, run: _TaskRun) -> str:
 
         return open_for_read(where, os.path.join(run.ctx.workdir, ".model"), environ=os.environ)
     return where.removeprefix("file://")
+
+
+def _record_gate(path: str, verdict: dict[str, Any]) -> None:
+    """Add the gate's verdict to metrics.json, so sinks of the metrics (the sql sink) know it."""
+    with open(path, encoding="utf-8") as handle:
+        document = json.load(handle)
+    document["gate"] = verdict
+    write_text(path, json.dumps(_json_safe(document), indent=2, sort_keys=True))
 
 
 def _json_safe(value: Any) -> Any:

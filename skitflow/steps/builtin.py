@@ -11,12 +11,14 @@ from skitflow.steps.sinks import SINKS
 from skitflow.steps.sources import SOURCES
 from skitflow.steps.split import SPLITS
 from skitflow.steps.sql import SQL_STEPS
+from skitflow.steps.sql_sink import SQL_SINKS
 from skitflow.steps.text import TEXT_STEPS
 from skitflow.steps.trainers import TRAINERS
 from skitflow.steps.transforms import TRANSFORMS
 
 BUILTIN_STEPS = [
-    *SOURCES, *SQL_STEPS, *S3_STEPS, *LABELSTUDIO_STEPS, *TRANSFORMS, *TEXT_STEPS, *SINKS, *SPLITS, *TRAINERS,
+    *SOURCES, *SQL_STEPS, *S3_STEPS, *LABELSTUDIO_STEPS, *TRANSFORMS, *TEXT_STEPS, *SINKS, *SQL_SINKS,
+    *SPLITS, *TRAINERS,
     *EVALUATORS,
 ]
 

@@ -15,14 +15,19 @@ connection faults (refused, reset, server restarting) are retried with bounded b
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field, field_validator, model_validator
 
+from skitflow.connectors.sql import TABLE_NAME as _TABLE_NAME
+from skitflow.connectors.sql import create_engine as _create_engine
+from skitflow.connectors.sql import database_url as _database_url
+from skitflow.connectors.sql import first_line as _first_line
+from skitflow.connectors.sql import translate_connection_error, valid_env_name
+from skitflow.connectors.sql import with_retries as _with_retries
 from skitflow.errors import RemoteError, SkitflowError, StepFailed, did_you_mean
 from skitflow.steps.base import RunContext, SourceStep, StepSettings
 from skitflow.steps.columns import ColumnList
@@ -34,20 +39,12 @@ if TYPE_CHECKING:
 
 __all__ = ["SQL_STEPS", "SqlSource", "frame_from_chunks"]
 
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?")
 # The same pattern SQLAlchemy's text() uses to find `:name` bind parameters.
 _BIND_PARAM = re.compile(r"(?<![:\w\x5c]):(\w+)(?![:\w])")
 
 Scalar = str | int | float | bool | None
 SqlValue = Scalar | list[Scalar]
 
-# SQLSTATEs worth a retry: connection exceptions (class 08), serialization failure, deadlock,
-# admin / crash shutdown and "cannot connect now", too many connections.
-_TRANSIENT_SQLSTATE_CLASSES = ("08",)
-_TRANSIENT_SQLSTATES = frozenset({"40001", "40P01", "57P01", "57P02", "57P03", "53300"})
-# sqlite3's own result codes (it has no SQLSTATE): the database is busy or locked by a writer.
-_SQLITE_BUSY_OR_LOCKED = frozenset({5, 6})
 _UTC_NAMES = {"Etc/UTC", "Etc/Universal", "Etc/Zulu", "Universal", "Zulu", "UCT", "Etc/UCT"}
 
 
@@ -117,13 +114,7 @@ class SqlSource(SourceStep):
         @field_validator("url_env")
         @classmethod
         def _env_name(cls, value: str) -> str:
-            if not _ENV_NAME.fullmatch(value):  # never echo it: it may be the URL itself
-                raise ValueError(
-                    "`url_env` is the NAME of the environment variable that holds the database "
-                    "URL (e.g. DATABASE_URL), not the URL; a URL with its password must never be "
-                    "written in a recipe"
-                )
-            return value
+            return valid_env_name(value)
 
         @field_validator("table")
         @classmethod
@@ -186,122 +177,6 @@ class SqlSource(SourceStep):
         ctx.log(f"sql: read {len(frame)} rows, {len(frame.columns)} columns ({what}) from "
                 f"{target} in {time.perf_counter() - started:.2f}s")
         return frame
-
-
-# --------------------------------------------------------------------------- connecting
-
-
-def _database_url(settings: SqlSource.Settings, ctx: RunContext) -> sa.URL:
-    """The URL from the environment, with a driver that is installed."""
-    import sqlalchemy as sa
-
-    environ = ctx.environ or os.environ
-    raw = environ.get(settings.url_env, "").strip()
-    if not raw:
-        raise StepFailed(
-            f"sql: environment variable `{settings.url_env}` is not set",
-            hint=f"export {settings.url_env}=postgresql+psycopg://USER:PASSWORD@HOST:5432/DB (on "
-            "Kubeflow, map a Kubernetes secret to it with `secrets:`)",
-        )
-    try:
-        url = sa.make_url(raw)
-    except sa.exc.ArgumentError:  # its message repeats the URL, password and all
-        raise StepFailed(
-            f"sql: `{settings.url_env}` does not hold a valid SQLAlchemy URL",
-            hint="expected e.g. postgresql+psycopg://USER:PASSWORD@HOST:5432/DB or "
-            "sqlite:///path/to/file.db",
-        ) from None
-    if url.drivername in ("postgres", "postgresql") and not _installed("psycopg2"):
-        url = url.set(drivername="postgresql+psycopg")  # psycopg 3 is what skitflow ships
-    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
-        path = url.database
-        if not path.startswith("file:") and not os.path.exists(path):
-            raise RemoteError(
-                f"sql: the SQLite database file {os.path.abspath(path)} does not exist",
-                hint=f"check the path in `{settings.url_env}` (sqlite:///relative/path or "
-                "sqlite:////absolute/path)",
-            )
-    return url
-
-
-def _installed(module: str) -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec(module) is not None
-
-
-def _create_engine(url: sa.URL, settings: SqlSource.Settings) -> sa.Engine:
-    import sqlalchemy as sa
-    from sqlalchemy.pool import NullPool
-
-    backend, driver = url.get_backend_name(), url.get_driver_name()
-    connect_args: dict[str, Any] = {}
-    if backend == "postgresql" and driver in ("psycopg", "psycopg2"):
-        connect_args = {"connect_timeout": max(1, round(settings.connect_timeout)),
-                        "application_name": "skitflow"}
-    elif backend == "sqlite":
-        connect_args = {"timeout": settings.connect_timeout}
-    elif backend in ("mysql", "mariadb"):
-        connect_args = {"connect_timeout": max(1, round(settings.connect_timeout))}
-    try:
-        return sa.create_engine(url, poolclass=NullPool, connect_args=connect_args)
-    except (sa.exc.NoSuchModuleError, ImportError) as exc:
-        raise StepFailed(
-            f"sql: no database driver for `{url.drivername}` is installed ({_first_line(str(exc))})",
-            hint="install the driver into the image, or name an installed one in the URL, e.g. "
-            "postgresql+psycopg://",
-        ) from None
-
-
-T = TypeVar("T")
-
-
-def _with_retries(action: Callable[[], T], retries: int, ctx: RunContext, target: str) -> T:
-    """Run `action` under the shared retry policy; `retries` (the recipe's) sets the tries."""
-    from skitflow.util.retry import RetryPolicy
-
-    policy = RetryPolicy.from_env(ctx.environ).with_attempts(retries + 1)
-
-    def report(retry: int, exc: BaseException, wait: float) -> None:
-        reason = _first_line(str(getattr(exc, "orig", exc)))
-        ctx.log(f"sql: {target}: {reason}; retrying in {wait:.1f}s ({retry} of {retries})")
-
-    return policy.run(action, transient=_is_transient, on_retry=report)
-
-
-def _sqlstate(error: Any) -> str | None:
-    """The driver's SQLSTATE: psycopg 3 `sqlstate`, psycopg2 `pgcode`; None if it gave none."""
-    code = getattr(error, "sqlstate", None) or getattr(error, "pgcode", None)
-    return str(code) if code else None
-
-
-def _is_transient(exc: BaseException) -> bool:
-    """A fault worth another try, decided by codes, never by the wording of a message.
-
-    SQLAlchemy's `connection_invalidated` (its dialect saw the connection drop), else the
-    SQLSTATE class. A failure while connecting carries no SQLSTATE (libpq reports the server's
-    refusal as text only): it is transient unless the server got as far as checking a password
-    (psycopg's `pgconn.used_password`), which means a refusal (credentials, database) that a retry
-    would only repeat. SQLite: busy or locked.
-    """
-    import sqlalchemy as sa
-
-    if not isinstance(exc, sa.exc.DBAPIError):
-        return False
-    if exc.connection_invalidated:
-        return True
-    orig = exc.orig
-    sqlstate = _sqlstate(orig)
-    if sqlstate:
-        return sqlstate.startswith(_TRANSIENT_SQLSTATE_CLASSES) or sqlstate in _TRANSIENT_SQLSTATES
-    sqlite_code = getattr(orig, "sqlite_errorcode", None)
-    if sqlite_code is not None:
-        return (sqlite_code & 0xFF) in _SQLITE_BUSY_OR_LOCKED  # extended codes keep the primary
-    connecting = exc.statement is None
-    pgconn = getattr(orig, "pgconn", None)
-    answered = bool(getattr(pgconn, "used_password", False))
-    return connecting and isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError) \
-        and not answered
 
 
 # --------------------------------------------------------------------------- reading
@@ -513,34 +388,12 @@ def frame_from_chunks(
 def _translate(exc: Any, url: sa.URL, engine: sa.Engine, settings: SqlSource.Settings,
                target: str) -> SkitflowError:
     """A driver error as a message a user can act on, without the password."""
+    connection_error = translate_connection_error(exc, url, settings, target)
+    if connection_error is not None:
+        return connection_error
     orig = getattr(exc, "orig", None)
     text = redact(_first_line(str(orig if orig is not None else exc)), [url.password])
     low = text.lower()
-    env = f"`{settings.url_env}`"
-    if any(w in low for w in ("password authentication failed", "authentication failed",
-                              "no password supplied", "access denied for user")):
-        return RemoteError(
-            f"sql: {target} refused the credentials of user `{url.username}`; check the user "
-            f"name and password in {env}",
-            hint="the password is part of the URL: postgresql+psycopg://USER:PASSWORD@HOST/DB "
-            "(special characters percent-encoded)",
-        )
-    if match := re.search(r'database "([^"]+)" does not exist', text):
-        return RemoteError(
-            f"sql: database `{match[1]}` does not exist on {url.host}:{url.port or ''}",
-            hint=f"check the database name at the end of the URL in {env}",
-        )
-    if match := re.search(r'role "([^"]+)" does not exist', text):
-        return RemoteError(f"sql: user `{match[1]}` does not exist at {target}",
-                           hint=f"check the user name in the URL in {env}")
-    if _is_transient(exc) or "could not translate host name" in low:
-        tries = settings.retries + 1
-        return RemoteError(
-            f"sql: cannot connect to {target}: {text}"
-            + (f" (tried {tries} times)" if tries > 1 else ""),
-            hint=f"check that the database server runs and that {env} names the right host and "
-            "port",
-        )
     if match := (re.search(r'relation "([^"]+)" does not exist', text)
                  or re.search(r"no such table: (\S+)", text)):
         known: list[str] = []
@@ -566,10 +419,6 @@ def _translate(exc: Any, url: sa.URL, engine: sa.Engine, settings: SqlSource.Set
             "the sql source runs a reading query (SELECT ..., WITH ... SELECT ...); it never writes",
         )
     return RemoteError(f"sql: the query failed on {target}: {text}")
-
-
-def _first_line(text: str) -> str:
-    return text.strip().splitlines()[0] if text.strip() else text
 
 
 SQL_STEPS: list[type[SourceStep]] = [SqlSource]

@@ -22,6 +22,8 @@ import contextlib
 import io
 import json
 import os
+import sys
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping
@@ -434,9 +436,30 @@ def _auth_hint(credentials: Credentials) -> str:
     return "the token may be expired, revoked or for another audience: get a fresh one"
 
 
+_QUIET_LOCK = threading.Lock()
+_quiet_state: dict[str, Any] = {"depth": 0, "saved": None}
+
+
 @contextlib.contextmanager
 def _quiet() -> Iterator[None]:
-    """kfp.Client prints links and warns about versions; skitflow prints its own output."""
-    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        yield
+    """kfp.Client prints links and warns about versions; skitflow prints its own output.
+
+    Calls may run in several threads at once (`skitflow serve`): stdout is swapped once, when the
+    first call starts, and put back when the last one ends. Nested `redirect_stdout`s in threads
+    would restore each other's stand-ins and leave stdout lost for good.
+    """
+    with _QUIET_LOCK:
+        if _quiet_state["depth"] == 0:
+            _quiet_state["saved"] = sys.stdout
+            sys.stdout = io.StringIO()
+        _quiet_state["depth"] += 1
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        with _QUIET_LOCK:
+            _quiet_state["depth"] -= 1
+            if _quiet_state["depth"] == 0:
+                sys.stdout = _quiet_state["saved"]
+                _quiet_state["saved"] = None

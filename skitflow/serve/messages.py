@@ -1,0 +1,92 @@
+"""What a run looks like to the service's clients: JSON for `GET /runs/{id}`, text for Slack.
+
+skitflow has no notification module yet (no `notify:` in recipes), so the one message builder for
+run outcomes lives here; a future `notify:` should reuse :func:`outcome_text`.
+
+What the Kubeflow run API tells: the run's state, its tasks' states and the error. Metric values
+live in ML Metadata, not in the run API, so `metrics` is null here; the gate verdict is read from
+the tasks the gate guards (the sinks after an evaluator's gate): they ran (passed) or were skipped
+(failed).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from skitflow.plan.planner import Plan
+from skitflow.submit.reconcile import FINAL_STATES, progress_of
+
+METRICS_NOTE = ("metric values are kept in Kubeflow's ML Metadata, which the run API does not "
+                "return; see the run's page, or write them to a table with the `sql` sink")
+
+
+def gate_verdict(plan: Plan | None, tasks: dict[str, str]) -> str | None:
+    """passed / failed from the gated tasks' states; None when the recipe has no gated task or
+    the run has not got that far."""
+    if plan is None:
+        return None
+    gated = [t.id for t in plan.tasks if t.condition is not None
+             and t.condition.label.startswith("gate-")]
+    states = [tasks[name] for name in gated if name in tasks]
+    if any(state == "SUCCEEDED" for state in states):
+        return "passed"
+    if states and all(state == "SKIPPED" for state in states):
+        return "failed"
+    return None
+
+
+def run_view(run: Any, link: str, plan: Plan | None) -> dict[str, Any]:
+    """The JSON answer of `GET /runs/{id}`."""
+    task_ids = {t.id for t in plan.tasks} if plan is not None else set()
+    progress = progress_of(run, task_ids, 0.0)
+    tasks = dict(progress.tasks)
+    finished = progress.state in FINAL_STATES
+    return {
+        "run_id": run.run_id,
+        "name": run.display_name,
+        "recipe": plan.name if plan is not None else recipe_of(run),
+        "state": progress.state,
+        "finished": finished,
+        "link": link,
+        "created_at": _time(run.created_at),
+        "finished_at": _time(run.finished_at) if finished else None,
+        "tasks": [{"name": name, "state": state} for name, state in progress.tasks],
+        "failed_task": progress.failed_task,
+        "error": progress.error,
+        "gate": gate_verdict(plan, tasks) if finished else None,
+        "metrics": None,
+        "metrics_note": METRICS_NOTE if finished else None,
+    }
+
+
+def recipe_of(run: Any) -> str | None:
+    """The recipe named in a skitflow run's description (`skitflow recipe=NAME ...`)."""
+    words = (getattr(run, "description", None) or "").split()
+    if not words or words[0] != "skitflow":
+        return None
+    tags = dict(w.split("=", 1) for w in words[1:] if "=" in w)
+    return tags.get("recipe")
+
+
+def _time(value: Any) -> str | None:
+    if value is None:
+        return None
+    return value.isoformat() if hasattr(value, "isoformat") else str(value)
+
+
+def outcome_text(view: dict[str, Any]) -> str:
+    """One Slack-ready line per fact: recipe, state, gate, failing task and error, link."""
+    lines = [f"*{view.get('recipe') or 'run'}* {view['name'] or view['run_id']}: {view['state']}"]
+    if view.get("gate"):
+        lines.append(f"gate: {view['gate']}")
+    if view.get("failed_task"):
+        lines.append(f"failed task: {view['failed_task']}")
+    if view.get("error"):
+        lines.append(f"error: {view['error']}")
+    lines.append(f"<{view['link']}|open in Kubeflow>")
+    return "\n".join(lines)
+
+
+def started_text(recipe: str, run_id: str, link: str, params: dict[str, Any]) -> str:
+    shown = ", ".join(f"{k}={v}" for k, v in sorted(params.items())) or "defaults"
+    return f"*{recipe}* started ({shown}): run {run_id}\n<{link}|open in Kubeflow>"
