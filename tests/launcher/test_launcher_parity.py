@@ -86,14 +86,14 @@ def test_seed_workflow_runs_as_kubeflow_runs_it(runtime_env: RuntimeEnv, store: 
                           "labelstudio": {"url": labelstudio_server.url, "token": labelstudio_server.token}},
                  created=created, run_name="seed-workflow-parity")
     assert run.status == "succeeded", failure_log(run)
-    assert run.ran() == ["csv-to-one-hot", "evaluate-classification", "labelstudio-dataset",
+    assert run.ran() == ["csv-to-drop-columns", "evaluate-classification", "labelstudio-dataset",
                          "s3-dataset", "s3-model", "split-train-test", "train-xgboost"]
     client = s3_server.client()
     keys = {o["Key"] for o in client.list_objects_v2(Bucket=bucket)["Contents"]}
     # `run.date` is the run's creation day, in every task, however long the run takes
-    assert {"seed-workflow/2031-01-02/dataset.parquet", "seed-workflow/2031-01-02/model.json"} <= keys
+    assert {"seed-workflow/2031-01-02/dataset.parquet", "seed-workflow/2031-01-02/model.zip"} <= keys
     # every artifact went through the object store at its cluster-shaped URI
-    for name in ("csv-to-one-hot", "split-train-test", "train-xgboost", "evaluate-classification"):
+    for name in ("csv-to-drop-columns", "split-train-test", "train-xgboost", "evaluate-classification"):
         for output, artifact in run.task(name).artifacts.items():
             if output == "classification":  # metadata only (a confusion matrix): no file to move
                 continue
@@ -115,10 +115,10 @@ def test_seed_workflow_as_shipped_fails_on_the_cluster(runtime_env: RuntimeEnv, 
                  secrets={"object-store": {"access_key": "a", "secret_key": "b", "endpoint": "http://x"},
                           "labelstudio": {"url": "http://x", "token": "t"}})
     assert run.status == "failed"
-    prepare = run.task("csv-to-one-hot")
+    prepare = run.task("csv-to-drop-columns")
     assert prepare.status == "failed"
     assert "no such file: examples/data/tickets.csv" in prepare.log
-    assert all(t.status in ("not run", "skipped") for n, t in run.tasks.items() if n != "csv-to-one-hot")
+    assert all(t.status in ("not run", "skipped") for n, t in run.tasks.items() if n != "csv-to-drop-columns")
 
 
 def _old_run_id(uri: str) -> str:
