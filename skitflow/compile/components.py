@@ -61,12 +61,24 @@ _DOCS = {
     "evaluate": "Evaluate the model on the test set and decide the gate.",
 }
 PARAM_PREFIX = "param_"
-_CACHE: dict[tuple[str, tuple[tuple[str, str], ...]], Callable[..., Any]] = {}
+#: Components that can run `expect` checks; such a task gets one more output, `checks`
+#: (KFP Metrics: failing rows per check), so the results show in the Kubeflow UI. Tasks without
+#: an expect keep the plain shape, so their packages do not change.
+CHECKED = ("prepare", "transform", "split")
+_CACHE: dict[tuple[str, tuple[tuple[str, str], ...], bool], Callable[..., Any]] = {}
 
 
-def component_source(component: str, params: Sequence[tuple[str, str]]) -> str:
-    """The Python source of a component taking `params` ((name, type) pairs) as typed inputs."""
+def component_source(component: str, params: Sequence[tuple[str, str]], checks: bool = False) -> str:
+    """The Python source of a component taking `params` ((name, type) pairs) as typed inputs.
+
+    With `checks`, the component also has a `checks: Output[Metrics]` for its expect results.
+    """
     artifacts, returns, call = _SHAPES[component]
+    if checks:
+        if component not in CHECKED:
+            raise ValueError(f"a {component} task cannot run expect checks")
+        artifacts += ", checks: Output[Metrics]"
+        call = call.replace(", spec, params)", ", spec, params, checks)")
     inputs = "".join(f", {PARAM_PREFIX}{name}: {type_name}" for name, type_name in params)
     values = ", ".join(f"{name!r}: {PARAM_PREFIX}{name}" for name, _ in params)
     return (
@@ -79,9 +91,10 @@ def component_source(component: str, params: Sequence[tuple[str, str]]) -> str:
     )
 
 
-def component_function(component: str, params: Sequence[tuple[str, str]]) -> Callable[..., Any]:
+def component_function(component: str, params: Sequence[tuple[str, str]],
+                       checks: bool = False) -> Callable[..., Any]:
     """The component's function, generated once per signature."""
-    key = (component, tuple(params))
+    key = (component, tuple(params), checks)
     if key not in _CACHE:
         from typing import NamedTuple
 
@@ -96,7 +109,7 @@ def component_function(component: str, params: Sequence[tuple[str, str]]) -> Cal
             Output,
         )
 
-        source = component_source(component, params)
+        source = component_source(component, params, checks)
         filename = f"<skitflow-component-{hashlib.sha256(source.encode()).hexdigest()[:12]}>"
         linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
         namespace: dict[str, Any] = {

@@ -58,6 +58,8 @@ class StepCall:
     location: str  # "recipe.yaml:12:5", carried into the package for run-time errors
     params: tuple[str, ...]
     package: str  # the distribution that provides the step; the task finds it by kind and name
+    checks: bool = False  # the step reports data checks (`expect`): the task gets a Metrics output
+    on: str | None = None  # an expect on a split's output: `train` or `test`
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,13 @@ class Task:
     probe: str | None = None  # data expression this task evaluates on its output
     gate: Gate | None = None
     role: str | None = None  # what a sink writes: dataset, train, test, model, metrics, report
+    guard: Condition | None = None  # an outer condition (the source had rows) around `condition`
+    on_empty: str | None = None  # the source task: `skip` when an empty source ends the run
+
+    @property
+    def checks(self) -> bool:
+        """Whether the task runs `expect` checks (and so has a `checks` Metrics output)."""
+        return any(call.checks for call in self.calls)
 
     @property
     def params(self) -> tuple[str, ...]:
@@ -154,9 +163,10 @@ class _Planner:
     # -- items -------------------------------------------------------------------------------
     def parse_item(self, slot: str, item: dict[str, Any], path: Path) -> _Item | None:
         allowed = SLOT_OPTIONS[slot]
-        all_options = set(ItemOptions.model_fields)
         kind = SLOT_KIND[slot]
         names = self.registry.names(kind)
+        # An option of another slot that names a step here is the step (`expect` in `steps:`).
+        all_options = set(ItemOptions.model_fields) - (set(names) - set(allowed))
         option_values = {k: v for k, v in item.items() if k in all_options}
         candidates = [k for k in item if k not in all_options]
         for key in option_values:
@@ -233,6 +243,7 @@ class _Planner:
             location=f"{self.file_label}:{location.line}:{location.column}",
             params=tuple(sorted(referenced_params(raw_settings))),
             package=entry.package,
+            checks=step.reports_checks,
         )
         return _Item(call, step, settings, options, path, frozenset(option_values), checkable)
 
@@ -362,6 +373,7 @@ class _Planner:
                 else:
                     after = _Columns(None, after.gone)
             columns = after
+        split_checks = self.split_expectations(split, columns) if split is not None else ()
         for item in (trainer, evaluator):
             if item is not None:
                 self.flow(item, columns)
@@ -414,7 +426,7 @@ class _Planner:
                 task_id = self.task_id(item.options.name, f"split-{item.call.step}")
                 split_ids.append(task_id)
                 tasks.append(Task(
-                    id=task_id, component="split", calls=(item.call,),
+                    id=task_id, component="split", calls=(item.call, *split_checks),
                     inputs={"data": (dataset,)}, options=self.merge_options([item], defaults),
                     condition=condition, branch=branch if condition else None,
                 ))
@@ -460,6 +472,8 @@ class _Planner:
             if item.options.input in ("model", "metrics", "report"):
                 tasks.append(self.sink_task(item, outputs, defaults, gate_condition))
 
+        if source.options.on_empty == "skip":
+            tasks = skip_when_empty(tasks)
         if self.problems:
             raise RecipeError(problems=self.problems)
         return Plan(
@@ -474,6 +488,54 @@ class _Planner:
             schedule=r.schedule,
             warnings=tuple(self.warnings),
         )
+
+    def split_expectations(self, split: _Item, columns: _Columns) -> tuple[StepCall, ...]:
+        """The split's `expect:` option as expect calls on its train and/or test output.
+
+        Checked like an `expect` item in `steps:`: its settings by the step's model, its column
+        names against the columns after the split.
+        """
+        raw = split.options.expect
+        if not raw:
+            return ()
+        parts = {k: raw[k] for k in ("train", "test") if k in raw}
+        if parts and set(raw) - set(parts):
+            self.problems.append(self.map.problem(
+                ("split", "expect"), "`expect:` on a split mixes `train:`/`test:` with checks",
+                "write the checks once for both outputs, or under `train:` and `test:`", key=True))
+            return ()
+        targets: list[tuple[str, Any, Path]] = [
+            (on, settings, ("split", "expect", on)) for on, settings in parts.items()] or [
+            (on, raw, ("split", "expect")) for on in ("train", "test")]
+        entry = self.registry.get("expect", Kind.TRANSFORM)
+        if entry is None:  # a registry without the built-ins
+            self.problems.append(self.map.problem(("split", "expect"), "no `expect` step is installed",
+                                                  key=True))
+            return ()
+        step = entry.step()
+        calls: list[StepCall] = []
+        for on, settings, path in targets:
+            if not isinstance(settings, dict):
+                self.problems.append(self.map.problem(path, "`expect:` must be a mapping of checks",
+                                                      "e.g. `expect: {row_count: {min: 100}}`"))
+                continue
+            view, checkable = self._validation_view(settings)
+            try:
+                validated = step.Settings.model_validate(view)
+            except ValidationError as exc:
+                self.problems.extend(pydantic_problems(exc, view, self.map, step.Settings, path,
+                                                       noun="setting", owner="expect"))
+                continue
+            location, _ = self.map.locate(path, key=True)
+            call = StepCall(step="expect", kind=Kind.TRANSFORM, settings=settings,
+                            location=f"{self.file_label}:{location.line}:{location.column}",
+                            params=tuple(sorted(referenced_params(settings))), package=entry.package,
+                            checks=True, on=on)
+            # flow() points at (*path, step name); the settings sit at `path` itself here
+            self.flow(_Item(call, step, validated, ItemOptions(), path if len(path) == 3 else path[:-1],
+                            frozenset(), checkable), columns)
+            calls.append(call)
+        return tuple(calls)
 
     def sink_task(self, item: _Item, outputs: dict[str, tuple[Ref, ...]], defaults: TaskOptions,
                   condition: Condition | None = None, branch: Literal["if"] | None = None) -> Task:
@@ -543,6 +605,16 @@ def _replace(task: Task, **changes: Any) -> Task:
     from dataclasses import replace
 
     return replace(task, **changes)
+
+
+def skip_when_empty(tasks: list[Task]) -> list[Task]:
+    """`on_empty: skip`: every task after the source runs only when the source task had rows.
+
+    A `dsl.If` on the source task's `rows` output, so Kubeflow skips them as kfp.local does.
+    """
+    source = tasks[0]
+    guard = Condition(label="source-has-rows", op=">", value=0, ref=Ref(source.id, "rows"))
+    return [_replace(source, on_empty="skip"), *(_replace(t, guard=guard) for t in tasks[1:])]
 
 
 #: The names a data condition (`when:` not on a parameter) can read: the dataset's size and columns.

@@ -25,6 +25,8 @@ from skitflow.util.datasets import read_dataset, write_dataset
 from skitflow.util.redact import redact
 
 FAILURE_MARKER = "SKITFLOW-FAILURE "
+#: what an empty source with `on_empty: skip` says, in the task log and the run's summary
+NO_ROWS = "no rows: nothing to train"
 
 
 @dataclass
@@ -32,6 +34,7 @@ class _Call:
     step: Step
     settings: Any
     location: str
+    on: str | None = None  # an expect on a split: which output it checks (train or test)
 
 
 class _TaskRun:
@@ -65,6 +68,8 @@ class _TaskRun:
             log=self.log,
         )
         self.calls: list[_Call] = []
+        self.checks: Any = None  # the task's KFP Metrics output for `expect` results, if any
+        self.expectations: list[dict[str, Any]] = []  # results so far, upstream ones included
         for call in self.spec["calls"]:
             try:  # run-time parameter values are checked against the step's settings here
                 resolved = resolve_runtime(call["settings"], values, self.run_names)
@@ -73,7 +78,7 @@ class _TaskRun:
             except Exception as exc:
                 self.report_failure(call["step"], call["location"], exc)
                 raise
-            self.calls.append(_Call(step, settings, call["location"]))
+            self.calls.append(_Call(step, settings, call["location"], call.get("on")))
 
     def log(self, message: str) -> None:
         print(f"[{self.name}] {redact(message)}", flush=True)
@@ -97,9 +102,14 @@ class _TaskRun:
     def steps(self, frame: Any, history: list[dict[str, Any]]) -> Any:
         """Run the transform calls in order, logging rows in and out of each."""
         for call in self.calls:
-            if call.step.kind != "transform":
+            if call.step.kind != "transform" or call.on:
                 continue
             started, rows_in = time.perf_counter(), len(frame)
+            if call.step.reports_checks:
+                self.expect(call, frame)
+                history.append({"step": call.step.name, "rows_in": rows_in, "rows_out": rows_in,
+                                "seconds": round(time.perf_counter() - started, 3)})
+                continue
             try:
                 frame = call.step.run(frame, call.settings)  # type: ignore[attr-defined]
             except Exception as exc:
@@ -119,11 +129,56 @@ class _TaskRun:
             self.log(f"{call.step.name}: {rows_in} -> {len(frame)} rows ({seconds:.2f}s)")
         return frame
 
+    def expect(self, call: _Call, frame: Any, where: str = "") -> None:
+        """Run an `expect` call: record every check as a metric, log failures, stop on errors."""
+        from skitflow.steps.expect import ExpectationsFailed, check_frame, failure_message
+
+        results = check_frame(frame, call.settings)
+        taken = {r["name"] for r in self.expectations}
+        for result in results:
+            base = f"{where}.{result.name}" if where else result.name
+            result.name, n = base, 2
+            while result.name in taken:
+                result.name, n = f"{base}-{n}", n + 1
+            taken.add(result.name)
+            self.expectations.append({**result.record(), "task": self.name})
+        failed = [r for r in results if not r.passed]
+        self.log(f"expect{f' on {where}' if where else ''}: {len(results) - len(failed)} of "
+                 f"{len(results)} checks passed")
+        self.write_checks()
+        if not failed:
+            return
+        message = failure_message(failed, len(results), where)
+        if call.settings.severity == "warn":
+            for line in message.splitlines():
+                self.log(f"WARNING {line.strip()}")
+            return
+        error = ExpectationsFailed(message, hint="fix the data upstream, or set `severity: warn` "
+                                   "on this expect to record the failures and go on")
+        self.failed(call, error)
+        raise error
+
+    def inherit(self, artifact: Any) -> None:
+        """Carry the expectations recorded upstream (artifact metadata) on to this task's outputs."""
+        self.expectations.extend((getattr(artifact, "metadata", None) or {}).get("expectations", []))
+
+    def write_checks(self) -> None:
+        """This task's own results as KFP Metrics (failing rows per check; 0 is a pass)."""
+        if self.checks is None:
+            return
+        own = [r for r in self.expectations if r.get("task") == self.name]
+        for record in own:
+            self.checks.log_metric(record["name"], float(record["failing"]))
+        write_text(self.checks.path, json.dumps({"expectations": own}, indent=2, sort_keys=True))
+        self.checks.metadata["format"] = "json"
+
     def finish_dataset(self, frame: Any, out: Any, history: list[dict[str, Any]]) -> tuple[int, bool]:
         file_format = self.spec.get("format", "parquet")
         write_dataset(frame, out.path, file_format)
         out.metadata.update({"rows": len(frame), "columns": [str(c) for c in frame.columns],
                              "format": file_format, "steps": history})
+        if self.expectations:
+            out.metadata["expectations"] = self.expectations
         probe = True
         if self.spec.get("probe"):
             from skitflow.expressions import parse
@@ -192,8 +247,9 @@ def _begin(spec: str, params: Mapping[str, Any], artifact: Any) -> _TaskRun:
 Outputs = collections.namedtuple("Outputs", ["rows", "probe"])
 
 
-def prepare(out: Any, spec: str, params: Mapping[str, Any]) -> Outputs:
+def prepare(out: Any, spec: str, params: Mapping[str, Any], checks: Any = None) -> Outputs:
     run = _begin(spec, params, out)
+    run.checks = checks
     source = run.calls[0]
     started = time.perf_counter()
     try:
@@ -203,12 +259,25 @@ def prepare(out: Any, spec: str, params: Mapping[str, Any]) -> Outputs:
         raise
     history = [{"step": source.step.name, "rows_in": 0, "rows_out": len(frame),
                 "seconds": round(time.perf_counter() - started, 3)}]
+    if len(frame) == 0:
+        if run.spec.get("on_empty") != "skip":
+            from skitflow.errors import StepFailed
+
+            error = StepFailed(f"`{source.step.name}` returned no rows",
+                                hint="check the query or path; set `on_empty: skip` on the source to "
+                                "end such runs successfully instead")
+            run.failed(source, error)
+            raise error
+        run.log(f"{NO_ROWS}: the source returned none, so every later step and task is skipped")
+        return Outputs(*run.finish_dataset(frame, out, history))
     frame = run.steps(frame, history)
     return Outputs(*run.finish_dataset(frame, out, history))
 
 
-def transform(data: Any, out: Any, spec: str, params: Mapping[str, Any]) -> Outputs:
+def transform(data: Any, out: Any, spec: str, params: Mapping[str, Any], checks: Any = None) -> Outputs:
     run = _begin(spec, params, out)
+    run.checks = checks
+    run.inherit(data)
     frame = read_dataset(data.path)
     history: list[dict[str, Any]] = []
     frame = run.steps(frame, history)
@@ -233,8 +302,11 @@ def sink(data: Any, spec: str, params: Mapping[str, Any]) -> str:
 SplitOutputs = collections.namedtuple("SplitOutputs", ["train_rows", "test_rows"])
 
 
-def split(data: Any, train: Any, test: Any, spec: str, params: Mapping[str, Any]) -> SplitOutputs:
+def split(data: Any, train: Any, test: Any, spec: str, params: Mapping[str, Any],
+          checks: Any = None) -> SplitOutputs:
     run = _begin(spec, params, train)
+    run.checks = checks
+    run.inherit(data)
     call = run.calls[0]
     frame = read_dataset(data.path)
     try:
@@ -242,11 +314,16 @@ def split(data: Any, train: Any, test: Any, spec: str, params: Mapping[str, Any]
     except Exception as exc:
         run.failed(call, exc)
         raise
+    parts = {"train": train_frame, "test": test_frame}
+    for check in run.calls[1:]:  # the split's `expect:` option, on train and/or test
+        run.expect(check, parts[check.on or "train"], check.on or "")
     file_format = run.spec.get("format", "parquet")
     for artifact, part in ((train, train_frame), (test, test_frame)):
         write_dataset(part, artifact.path, file_format)
         artifact.metadata.update({"rows": len(part), "columns": [str(c) for c in part.columns],
                                   "format": file_format})
+        if run.expectations:
+            artifact.metadata["expectations"] = run.expectations
     run.log(f"{call.step.name}: {len(frame)} rows -> train {len(train_frame)}, test {len(test_frame)}")
     return SplitOutputs(len(train_frame), len(test_frame))
 
@@ -287,10 +364,15 @@ def evaluate(model: Any, test: Any, metrics: Any, classification: Any, report: A
     if result.confusion_matrix is not None:
         labels, matrix = result.confusion_matrix
         classification.log_confusion_matrix([str(x) for x in labels], [[int(v) for v in row] for row in matrix])
-    write_text(metrics.path, json.dumps(_json_safe({"metrics": result.scalars, **result.details}),
+    expectations = (test.metadata or {}).get("expectations", [])
+    for record in expectations:  # checks that warned upstream are part of this model's record
+        if not record["passed"]:
+            metrics.log_metric(f"expect.{record['name']}", float(record["failing"]))
+    details = {**result.details, **({"expectations": expectations} if expectations else {})}
+    write_text(metrics.path, json.dumps(_json_safe({"metrics": result.scalars, **details}),
                                         indent=2, sort_keys=True))
     metrics.metadata["format"] = "json"
-    write_text(report.path, result.report_html)
+    write_text(report.path, with_section(result.report_html, expectations_html(expectations)))
     report.metadata["format"] = "html"
 
     passed, score = True, float("nan")
@@ -315,6 +397,28 @@ def evaluate(model: Any, test: Any, metrics: Any, classification: Any, report: A
     shown = ", ".join(f"{k}={v:.4f}" for k, v in sorted(result.scalars.items()))
     run.log(f"{call.step.name}: {shown}")
     return EvalOutputs(passed, score)
+
+
+def with_section(page: str, section: str) -> str:
+    """`section` inserted at the end of an HTML page's body (or appended to a fragment)."""
+    at = page.rfind("</body>")
+    return page + section if at < 0 else page[:at] + section + page[at:]
+
+
+def expectations_html(expectations: list[dict[str, Any]]) -> str:
+    """The data checks behind a model, as a section appended to the evaluator's report."""
+    if not expectations:
+        return ""
+    import html
+
+    rows = "".join(
+        f"<tr><td>{html.escape(r['name'])}</td><td>{html.escape(str(r.get('task', '')))}</td>"
+        f"<td>{'passed' if r['passed'] else 'FAILED (' + html.escape(r['severity']) + ')'}</td>"
+        f"<td>{int(r['failing'])}</td><td>{html.escape(redact(r['detail']))}</td></tr>"
+        for r in expectations)
+    return ("<section id=\"expectations\"><h2>Data expectations</h2><table><tr><th>check</th>"
+            "<th>task</th><th>result</th><th>failing</th><th>detail</th></tr>" + rows
+            + "</table></section>")
 
 
 def _json_safe(value: Any) -> Any:

@@ -64,6 +64,9 @@ class Step:
     #: False for steps whose result depends on the outside world (a database, an annotation
     #: service) or that have side effects: their task is not cached unless the recipe says so.
     cacheable: ClassVar[bool] = True
+    #: True for steps that check data (`expect`): their task gets a KFP Metrics output for the
+    #: results, and the runtime records each check instead of only running the step.
+    reports_checks: ClassVar[bool] = False
 
     # -- column contract (pure) -------------------------------------------------------------
     def needs(self, settings: Any) -> Sequence[str]:
