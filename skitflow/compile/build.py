@@ -51,6 +51,8 @@ def task_spec(plan: Plan, task: Task) -> str:
         spec["role"] = task.role
     if task.on_empty:
         spec["on_empty"] = task.on_empty
+    if task.select:
+        spec["select"] = task.select
     if task.gate:
         gate = {"metric": task.gate.metric, "min": task.gate.min, "max": task.gate.max}
         spec["gate"] = {k: v for k, v in gate.items() if v is not None}
@@ -86,7 +88,7 @@ def build_pipeline(plan: Plan) -> Any:
         def add(task: Task) -> None:
             function = component_function(
                 task.component, [(name, plan.parameters[name].type) for name in task.params],
-                task.checks)
+                task.checks, task.fan_in)
             component = dsl.component(
                 function, base_image=task.options.image or plan.image, install_kfp_package=False)
             component.component_spec.name = task.id

@@ -59,21 +59,36 @@ _DOCS = {
     "split": "Split a dataset into train and test.",
     "train": "Train a model on the train set.",
     "evaluate": "Evaluate the model on the test set and decide the gate.",
+    "select": "Pick the best model of a matrix sweep by its metric and decide the gate.",
 }
 PARAM_PREFIX = "param_"
 #: Components that can run `expect` checks; such a task gets one more output, `checks`
 #: (KFP Metrics: failing rows per check), so the results show in the Kubeflow UI. Tasks without
 #: an expect keep the plain shape, so their packages do not change.
 CHECKED = ("prepare", "transform", "split")
-_CACHE: dict[tuple[str, tuple[tuple[str, str], ...], bool], Callable[..., Any]] = {}
+_CACHE: dict[tuple[str, tuple[tuple[str, str], ...], bool, int], Callable[..., Any]] = {}
 
 
-def component_source(component: str, params: Sequence[tuple[str, str]], checks: bool = False) -> str:
+def _select_shape(branches: int) -> tuple[str, str, str]:
+    """A matrix sweep's chooser: one model and metrics input per branch, the winner out."""
+    inputs = "".join(f"model_{i}: Input[Model], metrics_{i}: Input[Metrics], " for i in range(branches))
+    models = ", ".join(f"model_{i}" for i in range(branches))
+    metrics = ", ".join(f"metrics_{i}" for i in range(branches))
+    return (
+        f"{inputs}model: Output[Model], metrics: Output[Metrics], report: Output[HTML]",
+        ' -> NamedTuple("Outputs", [("passed", bool), ("score", float)])',
+        f"return runtime.select([{models}], [{metrics}], model, metrics, report, spec, params)",
+    )
+
+
+def component_source(component: str, params: Sequence[tuple[str, str]], checks: bool = False,
+                     fan_in: int = 0) -> str:
     """The Python source of a component taking `params` ((name, type) pairs) as typed inputs.
 
-    With `checks`, the component also has a `checks: Output[Metrics]` for its expect results.
+    With `checks`, the component also has a `checks: Output[Metrics]` for its expect results;
+    `fan_in` is the number of branches a `select` compares.
     """
-    artifacts, returns, call = _SHAPES[component]
+    artifacts, returns, call = _select_shape(fan_in) if component == "select" else _SHAPES[component]
     if checks:
         if component not in CHECKED:
             raise ValueError(f"a {component} task cannot run expect checks")
@@ -92,9 +107,9 @@ def component_source(component: str, params: Sequence[tuple[str, str]], checks: 
 
 
 def component_function(component: str, params: Sequence[tuple[str, str]],
-                       checks: bool = False) -> Callable[..., Any]:
+                       checks: bool = False, fan_in: int = 0) -> Callable[..., Any]:
     """The component's function, generated once per signature."""
-    key = (component, tuple(params), checks)
+    key = (component, tuple(params), checks, fan_in)
     if key not in _CACHE:
         from typing import NamedTuple
 
@@ -109,7 +124,7 @@ def component_function(component: str, params: Sequence[tuple[str, str]],
             Output,
         )
 
-        source = component_source(component, params, checks)
+        source = component_source(component, params, checks, fan_in)
         filename = f"<skitflow-component-{hashlib.sha256(source.encode()).hexdigest()[:12]}>"
         linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
         namespace: dict[str, Any] = {

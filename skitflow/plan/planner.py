@@ -44,7 +44,7 @@ SLOT_KIND = {
     "trainer": Kind.TRAINER,
     "evaluator": Kind.EVALUATOR,
 }
-Component = Literal["prepare", "transform", "sink", "split", "train", "evaluate"]
+Component = Literal["prepare", "transform", "sink", "split", "train", "evaluate", "select"]
 _SAMPLES = {"str": "x", "int": 1, "float": 0.5, "bool": False, "list": [], "dict": {}}
 
 
@@ -95,6 +95,12 @@ class Task:
     role: str | None = None  # what a sink writes: dataset, train, test, model, metrics, report
     guard: Condition | None = None  # an outer condition (the source had rows) around `condition`
     on_empty: str | None = None  # the source task: `skip` when an empty source ends the run
+    select: dict[str, Any] | None = None  # a matrix sweep's chooser: metric, mode, branch labels
+
+    @property
+    def fan_in(self) -> int:
+        """How many branches a select task compares (its inputs are model_i and metrics_i)."""
+        return sum(1 for name in self.inputs if name.startswith("model_"))
 
     @property
     def checks(self) -> bool:
@@ -121,6 +127,7 @@ class Plan:
     tasks: tuple[Task, ...]
     schedule: Schedule | None = None
     warnings: tuple[Problem, ...] = ()
+    branches: int = 1  # matrix branches unrolled into the tasks
 
     def task(self, task_id: str) -> Task:
         return next(t for t in self.tasks if t.id == task_id)
@@ -147,6 +154,15 @@ class _Item:
 
 def build_plan(loaded: LoadedRecipe, registry: Registry) -> Plan:
     """Resolve every step against the registry and lay out the tasks; raise on any problem."""
+    if loaded.branches:
+        from skitflow.plan.matrix import build_matrix_plan
+
+        return build_matrix_plan(loaded, registry)
+    if isinstance((loaded.recipe.evaluator or {}).get("select"), dict):
+        raise RecipeError(problems=[*loaded.problems, loaded.source_map.problem(
+            ("evaluator", "select"), "`select:` picks the best of several models, but the recipe "
+            "has no `matrix:`", "add e.g. `matrix: {depth: [4, 6, 8]}` and use `{{ matrix.depth }}` "
+            "in the trainer's settings", key=True)])
     return _Planner(loaded, registry).build()
 
 
@@ -159,6 +175,7 @@ class _Planner:
         self.warnings: list[Problem] = []
         self.file_label = os.path.basename(self.map.file)
         self.used_ids: set[str] = set()
+        self.suffix = ""  # a matrix branch's label, added to each of its task names
 
     # -- items -------------------------------------------------------------------------------
     def parse_item(self, slot: str, item: dict[str, Any], path: Path) -> _Item | None:
@@ -301,7 +318,7 @@ class _Planner:
 
     # -- tasks -------------------------------------------------------------------------------
     def task_id(self, wanted: str | None, default: str) -> str:
-        base = wanted or default.replace("_", "-")
+        base = (wanted or default.replace("_", "-")) + (f"-{self.suffix}" if self.suffix else "")
         candidate, n = base, 2
         while candidate in self.used_ids:
             candidate, n = f"{base}-{n}", n + 1
@@ -656,7 +673,8 @@ def _mutable_tag(image: str) -> bool:
 
 def recipe_hash(recipe: Recipe) -> str:
     """A short, stable hash of the validated recipe (not of its formatting)."""
-    data = recipe.model_dump(mode="python", by_alias=True)
+    # a recipe without `matrix:` hashes as it did before the field existed
+    data = recipe.model_dump(mode="python", by_alias=True, exclude={"matrix"} if recipe.matrix is None else None)
     text = json.dumps(data, sort_keys=True, default=_json_default, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 

@@ -135,6 +135,13 @@ class Gate(_Strict):
     max: float | ParamOr | None = Field(None, description="Pass when metric <= max.")
 
 
+class Select(_Strict):
+    """Across matrix branches that differ only in trainer settings, keep the best model."""
+
+    metric: str = Field(description="Evaluator metric to compare, e.g. f1_macro or rmse.")
+    mode: Literal["max", "min"] = Field("max", description="Whether larger or smaller is better.")
+
+
 class Schedule(_Strict):
     """A recurring run created by `skitflow submit`."""
 
@@ -153,7 +160,7 @@ SLOT_OPTIONS: dict[str, tuple[str, ...]] = {
     "sinks": (*COMMON_OPTIONS, "input"),
     "split": (*COMMON_OPTIONS, "when", "otherwise", "expect"),
     "trainer": COMMON_OPTIONS,
-    "evaluator": (*COMMON_OPTIONS, "gate"),
+    "evaluator": (*COMMON_OPTIONS, "gate", "select"),
 }
 
 
@@ -168,6 +175,7 @@ class ItemOptions(TaskOptions):
     when: str | None = Field(None, description="Condition: `params.NAME == value` or a data expression.")
     otherwise: dict[str, Any] | None = Field(None, description="Split used when `when` is false.")
     gate: Gate | None = None
+    select: Select | None = None
     expect: dict[str, Any] | None = Field(
         None, description="`expect` checks on the split's outputs: one mapping of checks for both, "
         "or `{train: {...}, test: {...}}`.")
@@ -196,6 +204,9 @@ class Recipe(_Strict):
     trainer: dict[str, Any] | None = None
     evaluator: dict[str, Any] | None = None
     schedule: Schedule | None = None
+    matrix: dict[str, Any] | None = Field(
+        None, description="Names mapped to lists of values; the branches are their cross product, "
+        "less `exclude:` (a list of mappings). `{{ matrix.NAME }}` reads a branch's value.")
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 

@@ -375,6 +375,18 @@ def evaluate(model: Any, test: Any, metrics: Any, classification: Any, report: A
     write_text(report.path, with_section(result.report_html, expectations_html(expectations)))
     report.metadata["format"] = "html"
 
+    try:
+        passed, score = decide_gate(run, result.scalars)
+    except LookupError as exc:
+        run.failed(call, exc)
+        raise
+    shown = ", ".join(f"{k}={v:.4f}" for k, v in sorted(result.scalars.items()))
+    run.log(f"{call.step.name}: {shown}")
+    return EvalOutputs(passed, score)
+
+
+def decide_gate(run: _TaskRun, scalars: Mapping[str, float]) -> tuple[bool, float]:
+    """The task's gate (if any) on these metrics: (passed, score); LookupError for a missing metric."""
     passed, score = True, float("nan")
     gate = run.spec.get("gate")
     if gate:
@@ -382,21 +394,72 @@ def evaluate(model: Any, test: Any, metrics: Any, classification: Any, report: A
 
         gate = resolve_runtime(gate, run.values, run.run_names)
         metric = gate["metric"]
-        if metric not in result.scalars:
+        if metric not in scalars:
             error = LookupError(f"gate metric `{metric}` was not computed; available: "
-                                f"{', '.join(sorted(result.scalars))}")
-            run.failed(call, error)
+                                f"{', '.join(sorted(scalars))}")
             raise error
-        score = float(result.scalars[metric])
+        score = float(scalars[metric])
         if gate.get("min") is not None and score < gate["min"]:
             passed = False
         if gate.get("max") is not None and score > gate["max"]:
             passed = False
         bound = " and ".join(f"{k} {gate[k]}" for k in ("min", "max") if gate.get(k) is not None)
         run.log(f"gate {metric}={score:.4f} ({bound}): {'passed' if passed else 'FAILED'}")
-    shown = ", ".join(f"{k}={v:.4f}" for k, v in sorted(result.scalars.items()))
-    run.log(f"{call.step.name}: {shown}")
-    return EvalOutputs(passed, score)
+    return passed, score
+
+
+
+def select(models: list[Any], metrics_in: list[Any], model: Any, metrics: Any, report: Any, spec: str,
+           params: Mapping[str, Any]) -> EvalOutputs:
+    """A matrix sweep: the branch whose model scores best passes on its model; every score is kept."""
+    import html
+    import shutil
+
+    run = _begin(spec, params, metrics)
+    chooser = run.spec["select"]
+    metric, labels = chooser["metric"], chooser["branches"]
+    scores: list[tuple[str, float]] = []
+    for label, artifact in zip(labels, metrics_in, strict=True):
+        scalars = _read_json(artifact.path).get("metrics", {})
+        if metric not in scalars:
+            error = LookupError(f"select metric `{metric}` was not computed for branch `{label}`; "
+                                f"available: {', '.join(sorted(scalars))}")
+            run.report_failure(None, None, error)
+            raise error
+        scores.append((label, float(scalars[metric])))
+    pick = max if chooser.get("mode", "max") == "max" else min
+    winner = pick(range(len(scores)), key=lambda i: scores[i][1])
+    chosen = models[winner]
+    if os.path.isdir(chosen.path):
+        shutil.copytree(chosen.path, model.path, dirs_exist_ok=True)
+    else:
+        shutil.copyfile(chosen.path, model.path)
+    model.metadata.update(_json_safe({**(chosen.metadata or {}), "selected_branch": scores[winner][0],
+                                      "selected_by": {metric: scores[winner][1]}}))
+    best = _read_json(metrics_in[winner].path)
+    for name, value in sorted(best.get("metrics", {}).items()):
+        metrics.log_metric(name, float(value))
+    for label, value in scores:
+        metrics.log_metric(f"branch.{label}.{metric}", value)
+    write_text(metrics.path, json.dumps(_json_safe({**best, "selected_branch": scores[winner][0],
+                                                    "branches": dict(scores)}), indent=2, sort_keys=True))
+    metrics.metadata["format"] = "json"
+    rows = "".join(f"<tr><td>{html.escape(label)}</td><td>{value:.4f}</td>"
+                   f"<td>{'winner' if i == winner else ''}</td></tr>"
+                   for i, (label, value) in enumerate(scores))
+    write_text(report.path, f"<!doctype html><html><head><meta charset=\"utf-8\"><title>{html.escape(run.spec['recipe'])}"
+               f": select by {html.escape(metric)}</title></head><body><h1>Branches by {html.escape(metric)} "
+               f"({chooser.get('mode', 'max')})</h1><table><tr><th>branch</th><th>{html.escape(metric)}</th>"
+               f"<th></th></tr>{rows}</table></body></html>\n")
+    report.metadata["format"] = "html"
+    for label, value in scores:
+        run.log(f"branch {label}: {metric}={value:.4f}{' (selected)' if label == scores[winner][0] else ''}")
+    try:
+        passed, score = decide_gate(run, best.get("metrics", {}))
+    except LookupError as exc:
+        run.report_failure(None, None, exc)
+        raise
+    return EvalOutputs(passed, scores[winner][1] if not run.spec.get("gate") else score)
 
 
 def with_section(page: str, section: str) -> str:
@@ -419,6 +482,11 @@ def expectations_html(expectations: list[dict[str, Any]]) -> str:
     return ("<section id=\"expectations\"><h2>Data expectations</h2><table><tr><th>check</th>"
             "<th>task</th><th>result</th><th>failing</th><th>detail</th></tr>" + rows
             + "</table></section>")
+
+
+def _read_json(path: str) -> dict[str, Any]:
+    with open(path, encoding="utf-8") as handle:
+        return dict(json.load(handle))
 
 
 def _json_safe(value: Any) -> Any:
