@@ -105,6 +105,8 @@ def print_summary(result, console: Console) -> None:
         verdict = "passed: the model was written to its sinks" if result.gate["passed"] else (
             "FAILED: the model was not written to its sinks")
         console.print(f"gate {verdict} (score {result.gate['score']})", markup=False)
+    for note in result.notes:
+        console.print(note, markup=False)
     console.print(f"run folder: {result.out_dir}", markup=False)
 
 

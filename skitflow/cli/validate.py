@@ -43,7 +43,8 @@ def validate(
             problems.extend(exc.problems)
             continue
         print_warnings([*plan.warnings, *missing_local_sources(loaded, plan)])
-        stdout().print(f"ok {file} ({len(plan.tasks)} tasks)", markup=False)
+        branches = f", {plan.branches} matrix branches" if plan.branches > 1 else ""
+        stdout().print(f"ok {file} ({len(plan.tasks)} tasks{branches})", markup=False)
         for note in plan.notes:
             stdout().print(f"  note: {note}", markup=False)
     if problems:

@@ -41,7 +41,8 @@ def task_spec(plan: Plan, task: Task) -> str:
         "param_types": {name: plan.parameters[name].type for name in task.params},
         "calls": [
             {"step": c.step, "kind": c.kind.value, "package": c.package, "location": c.location,
-             "settings": c.settings, **({"stage": c.stage} if c.stage else {})}
+             "settings": c.settings, **({"stage": c.stage} if c.stage else {}),
+             **({"on": c.on} if c.on else {})}
             for c in task.calls
         ],
     }
@@ -51,6 +52,10 @@ def task_spec(plan: Plan, task: Task) -> str:
         spec["probe"] = task.probe
     if task.role:
         spec["role"] = task.role
+    if task.on_empty:
+        spec["on_empty"] = task.on_empty
+    if task.select:
+        spec["select"] = task.select
     if task.gate:
         gate = {"metric": task.gate.metric, "min": task.gate.min, "max": task.gate.max}
         spec["gate"] = {k: v for k, v in gate.items() if v is not None}
@@ -92,7 +97,7 @@ def build_pipeline(plan: Plan) -> Any:
         def add(task: Task) -> None:
             function = component_function(
                 task.component, [(name, plan.parameters[name].type) for name in task.params],
-                task.run_names)
+                task.run_names, task.checks, task.fan_in)
             component = dsl.component(
                 function, base_image=task.options.image or plan.image, install_kfp_package=False)
             component.component_spec.name = task.id
@@ -107,19 +112,28 @@ def build_pipeline(plan: Plan) -> Any:
             left = channels[cond.param] if cond.param else output(cond.ref)  # type: ignore[arg-type]
             return COMPARISONS[cond.op](left, cond.value)  # the expression language's own table
 
-        for group in _condition_groups(plan.tasks):
-            first = group[0]
-            if first.condition is None:
-                for task in group:
-                    add(task)
-            elif first.branch == "else":
-                with dsl.Else():
+        def place(tasks: tuple[Task, ...]) -> None:
+            for group in _condition_groups(tasks):
+                first = group[0]
+                if first.condition is None:
                     for task in group:
                         add(task)
+                elif first.branch == "else":
+                    with dsl.Else():
+                        for task in group:
+                            add(task)
+                else:
+                    with dsl.If(condition(first.condition), name=first.condition.label):
+                        for task in group:
+                            add(task)
+
+        for guarded in _guard_groups(plan.tasks):  # `on_empty: skip`: the source had rows
+            guard = guarded[0].guard
+            if guard is None:
+                place(guarded)
             else:
-                with dsl.If(condition(first.condition), name=first.condition.label):
-                    for task in group:
-                        add(task)
+                with dsl.If(condition(guard), name=guard.label):
+                    place(guarded)
 
     body.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
         [
@@ -137,6 +151,17 @@ def build_pipeline(plan: Plan) -> Any:
     return dsl.pipeline(name=plan.name, description=plan.description or None)(body)
 
 
+
+
+def _guard_groups(tasks: tuple[Task, ...]) -> list[tuple[Task, ...]]:
+    """Consecutive tasks under the same outer guard share one dsl.If around their own conditions."""
+    groups: list[list[Task]] = []
+    for task in tasks:
+        if groups and groups[-1][0].guard == task.guard:
+            groups[-1].append(task)
+        else:
+            groups.append([task])
+    return [tuple(group) for group in groups]
 
 
 def _condition_groups(tasks: tuple[Task, ...]) -> list[list[Task]]:

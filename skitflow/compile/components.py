@@ -72,18 +72,45 @@ _DOCS = {
     "evaluate": "Evaluate the model on the test set and decide the gate.",
     "predict": "Score the dataset's rows with a model bundle.",
     "predict_trained": "Score the dataset's rows with the model trained in this run.",
+    "select": "Pick the best model of a matrix sweep by its metric and decide the gate.",
 }
 PARAM_PREFIX = "param_"
 #: `run.<name>` -> the component input that carries it (the value of a kfp run placeholder).
 RUN_INPUTS = {"id": "run_id", "name": "run_name", "date": "run_created"}
-_CACHE: dict[tuple[str, tuple[tuple[str, str], ...], tuple[str, ...]], Callable[..., Any]] = {}
+#: Components that can run `expect` checks; such a task gets one more output, `checks`
+#: (KFP Metrics: failing rows per check), so the results show in the Kubeflow UI. Tasks without
+#: an expect keep the plain shape, so their packages do not change.
+CHECKED = ("prepare", "transform", "split")
+_CACHE: dict[tuple[str, tuple[tuple[str, str], ...], tuple[str, ...], bool, int],
+             Callable[..., Any]] = {}
+
+
+def _select_shape(branches: int) -> tuple[str, str, str]:
+    """A matrix sweep's chooser: one model and metrics input per branch, the winner out."""
+    inputs = "".join(f"model_{i}: Input[Model], metrics_{i}: Input[Metrics], " for i in range(branches))
+    models = ", ".join(f"model_{i}" for i in range(branches))
+    metrics = ", ".join(f"metrics_{i}" for i in range(branches))
+    return (
+        f"{inputs}model: Output[Model], metrics: Output[Metrics], report: Output[HTML]",
+        ' -> NamedTuple("Outputs", [("passed", bool), ("score", float)])',
+        f"return runtime.select([{models}], [{metrics}], model, metrics, report, spec, params{{run}})",
+    )
 
 
 def component_source(component: str, params: Sequence[tuple[str, str]],
-                     run_names: Sequence[str] = ()) -> str:
+                     run_names: Sequence[str] = (), checks: bool = False, fan_in: int = 0) -> str:
     """The Python source of a component taking `params` ((name, type) pairs) as typed inputs,
-    and the run identity inputs for the `run.*` names in `run_names`."""
-    artifacts, returns, call = _SHAPES[component]
+    and the run identity inputs for the `run.*` names in `run_names`.
+
+    With `checks`, the component also has a `checks: Output[Metrics]` for its expect results;
+    `fan_in` is the number of branches a `select` compares.
+    """
+    artifacts, returns, call = _select_shape(fan_in) if component == "select" else _SHAPES[component]
+    if checks:
+        if component not in CHECKED:
+            raise ValueError(f"a {component} task cannot run expect checks")
+        artifacts += ", checks: Output[Metrics]"
+        call = call.replace(", spec, params{run})", ", spec, params, checks{run})")
     inputs = "".join(f", {PARAM_PREFIX}{name}: {type_name}" for name, type_name in params)
     values = ", ".join(f"{name!r}: {PARAM_PREFIX}{name}" for name, _ in params)
     run_inputs = [RUN_INPUTS[name] for name in sorted(run_names)]
@@ -104,9 +131,10 @@ def component_source(component: str, params: Sequence[tuple[str, str]],
 
 
 def component_function(component: str, params: Sequence[tuple[str, str]],
-                       run_names: Sequence[str] = ()) -> Callable[..., Any]:
+                       run_names: Sequence[str] = (), checks: bool = False,
+                       fan_in: int = 0) -> Callable[..., Any]:
     """The component's function, generated once per signature."""
-    key = (component, tuple(params), tuple(sorted(run_names)))
+    key = (component, tuple(params), tuple(sorted(run_names)), checks, fan_in)
     if key not in _CACHE:
         from typing import NamedTuple
 
@@ -121,7 +149,7 @@ def component_function(component: str, params: Sequence[tuple[str, str]],
             Output,
         )
 
-        source = component_source(component, params, run_names)
+        source = component_source(component, params, run_names, checks, fan_in)
         filename = f"<skitflow-component-{hashlib.sha256(source.encode()).hexdigest()[:12]}>"
         linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
         namespace: dict[str, Any] = {

@@ -45,7 +45,7 @@ SLOT_KIND = {
     "evaluator": Kind.EVALUATOR,
 }
 Component = Literal["prepare", "transform", "sink", "split", "train", "evaluate", "predict",
-                    "predict_trained"]
+                    "predict_trained", "select"]
 _SAMPLES = {"str": "x", "int": 1, "float": 0.5, "bool": False, "list": [], "dict": {}}
 
 
@@ -63,6 +63,8 @@ class StepCall:
     #: None: runs where it is listed. "prepare": ran before the split (a model replays it on raw
     #: rows). "model": fitted on the train rows after the split, applied with that state to the rest.
     stage: str | None = None
+    checks: bool = False  # the step reports data checks (`expect`): the task gets a Metrics output
+    on: str | None = None  # an expect on a split's output: `train` or `test`
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,19 @@ class Task:
     gate: Gate | None = None
     role: str | None = None  # what a sink writes: dataset, train, test, model, metrics, report
     predict: dict[str, Any] | None = None  # a predict task's settings (model, output, ...)
+    guard: Condition | None = None  # an outer condition (the source had rows) around `condition`
+    on_empty: str | None = None  # the source task: `skip` when an empty source ends the run
+    select: dict[str, Any] | None = None  # a matrix sweep's chooser: metric, mode, branch labels
+
+    @property
+    def fan_in(self) -> int:
+        """How many branches a select task compares (its inputs are model_i and metrics_i)."""
+        return sum(1 for name in self.inputs if name.startswith("model_"))
+
+    @property
+    def checks(self) -> bool:
+        """Whether the task runs `expect` checks (and so has a `checks` Metrics output)."""
+        return any(call.checks and call.stage is None for call in self.calls)
 
     @property
     def params(self) -> tuple[str, ...]:
@@ -129,6 +144,7 @@ class Plan:
     warnings: tuple[Problem, ...] = ()
     #: What the plan decided that the recipe does not spell out (where fitted steps run).
     notes: tuple[str, ...] = ()
+    branches: int = 1  # matrix branches unrolled into the tasks
 
     def task(self, task_id: str) -> Task:
         return next(t for t in self.tasks if t.id == task_id)
@@ -155,6 +171,15 @@ class _Item:
 
 def build_plan(loaded: LoadedRecipe, registry: Registry) -> Plan:
     """Resolve every step against the registry and lay out the tasks; raise on any problem."""
+    if loaded.branches:
+        from skitflow.plan.matrix import build_matrix_plan
+
+        return build_matrix_plan(loaded, registry)
+    if isinstance((loaded.recipe.evaluator or {}).get("select"), dict):
+        raise RecipeError(problems=[*loaded.problems, loaded.source_map.problem(
+            ("evaluator", "select"), "`select:` picks the best of several models, but the recipe "
+            "has no `matrix:`", "add e.g. `matrix: {depth: [4, 6, 8]}` and use `{{ matrix.depth }}` "
+            "in the trainer's settings", key=True)])
     return _Planner(loaded, registry).build()
 
 
@@ -168,13 +193,15 @@ class _Planner:
         self.file_label = os.path.basename(self.map.file)
         self.used_ids: set[str] = set()
         self.notes: list[str] = []
+        self.suffix = ""  # a matrix branch's label, added to each of its task names
 
     # -- items -------------------------------------------------------------------------------
     def parse_item(self, slot: str, item: dict[str, Any], path: Path) -> _Item | None:
         allowed = SLOT_OPTIONS[slot]
-        all_options = set(ItemOptions.model_fields)
         kind = SLOT_KIND[slot]
         names = self.registry.names(kind)
+        # An option of another slot that names a step here is the step (`expect` in `steps:`).
+        all_options = set(ItemOptions.model_fields) - (set(names) - set(allowed))
         option_values = {k: v for k, v in item.items() if k in all_options}
         candidates = [k for k in item if k not in all_options]
         for key in option_values:
@@ -252,6 +279,7 @@ class _Planner:
             params=tuple(sorted(referenced_params(raw_settings))),
             run_names=tuple(sorted(referenced_run_names(raw_settings))),
             package=entry.package,
+            checks=step.reports_checks,
         )
         return _Item(call, step, settings, options, path, frozenset(option_values), checkable)
 
@@ -309,7 +337,7 @@ class _Planner:
 
     # -- tasks -------------------------------------------------------------------------------
     def task_id(self, wanted: str | None, default: str) -> str:
-        base = wanted or default.replace("_", "-")
+        base = (wanted or default.replace("_", "-")) + (f"-{self.suffix}" if self.suffix else "")
         candidate, n = base, 2
         while candidate in self.used_ids:
             candidate, n = f"{base}-{n}", n + 1
@@ -383,6 +411,8 @@ class _Planner:
                 else:
                     after = _Columns(None, after.gone)
             columns = after
+        # checks on the split's outputs see its rows before the fitted steps change them
+        split_checks = self.split_expectations(split, columns) if split is not None else ()
         for item in chain:
             columns = self.flow(item, columns)
         for item in (trainer, evaluator):
@@ -438,7 +468,7 @@ class _Planner:
                 split_ids.append(task_id)
                 model_calls = () if trainer is not None else tuple(_staged(c, "model") for c in chain)
                 tasks.append(Task(
-                    id=task_id, component="split", calls=(item.call, *model_calls),
+                    id=task_id, component="split", calls=(item.call, *model_calls, *split_checks),
                     inputs={"data": (dataset,)}, options=self.merge_options([item], defaults),
                     condition=condition, branch=branch if condition else None,
                 ))
@@ -460,7 +490,9 @@ class _Planner:
                 resources = (options.resources or Resources()).model_copy(update={"gpu": gpu})
                 options = options.model_copy(update={"resources": resources})
             task_id = self.task_id(trainer.options.name, f"train-{trainer.call.step}")
-            replayed = tuple(_staged(t, "prepare") for t in transforms if t is not None)
+            # data checks curate the training data: a model does not replay them on new rows
+            replayed = tuple(_staged(t, "prepare") for t in transforms
+                             if t is not None and not t.step.reports_checks)
             fitted = tuple(_staged(c, "model") for c in chain)
             tasks.append(Task(id=task_id, component="train", calls=(*replayed, *fitted, trainer.call),
                               inputs={"train": outputs["train"]}, options=options))
@@ -504,6 +536,8 @@ class _Planner:
                 if item.options.input == "predictions":
                     tasks.append(self.sink_task(item, outputs, defaults, condition))
 
+        if source.options.on_empty == "skip":
+            tasks = skip_when_empty(tasks)
         if self.problems:
             raise RecipeError(problems=self.problems)
         return Plan(
@@ -519,6 +553,54 @@ class _Planner:
             warnings=tuple(self.warnings),
             notes=tuple(self.notes),
         )
+
+    def split_expectations(self, split: _Item, columns: _Columns) -> tuple[StepCall, ...]:
+        """The split's `expect:` option as expect calls on its train and/or test output.
+
+        Checked like an `expect` item in `steps:`: its settings by the step's model, its column
+        names against the columns after the split.
+        """
+        raw = split.options.expect
+        if not raw:
+            return ()
+        parts = {k: raw[k] for k in ("train", "test") if k in raw}
+        if parts and set(raw) - set(parts):
+            self.problems.append(self.map.problem(
+                ("split", "expect"), "`expect:` on a split mixes `train:`/`test:` with checks",
+                "write the checks once for both outputs, or under `train:` and `test:`", key=True))
+            return ()
+        targets: list[tuple[str, Any, Path]] = [
+            (on, settings, ("split", "expect", on)) for on, settings in parts.items()] or [
+            (on, raw, ("split", "expect")) for on in ("train", "test")]
+        entry = self.registry.get("expect", Kind.TRANSFORM)
+        if entry is None:  # a registry without the built-ins
+            self.problems.append(self.map.problem(("split", "expect"), "no `expect` step is installed",
+                                                  key=True))
+            return ()
+        step = entry.step()
+        calls: list[StepCall] = []
+        for on, settings, path in targets:
+            if not isinstance(settings, dict):
+                self.problems.append(self.map.problem(path, "`expect:` must be a mapping of checks",
+                                                      "e.g. `expect: {row_count: {min: 100}}`"))
+                continue
+            view, checkable = self._validation_view(settings)
+            try:
+                validated = step.Settings.model_validate(view)
+            except ValidationError as exc:
+                self.problems.extend(pydantic_problems(exc, view, self.map, step.Settings, path,
+                                                       noun="setting", owner="expect"))
+                continue
+            location, _ = self.map.locate(path, key=True)
+            call = StepCall(step="expect", kind=Kind.TRANSFORM, settings=settings,
+                            location=f"{self.file_label}:{location.line}:{location.column}",
+                            params=tuple(sorted(referenced_params(settings))), package=entry.package,
+                            checks=True, on=on)
+            # flow() points at (*path, step name); the settings sit at `path` itself here
+            self.flow(_Item(call, step, validated, ItemOptions(), path if len(path) == 3 else path[:-1],
+                            frozenset(), checkable), columns)
+            calls.append(call)
+        return tuple(calls)
 
     def sink_task(self, item: _Item, outputs: dict[str, tuple[Ref, ...]], defaults: TaskOptions,
                   condition: Condition | None = None, branch: Literal["if"] | None = None) -> Task:
@@ -669,6 +751,16 @@ def _replace(task: Task, **changes: Any) -> Task:
     return replace(task, **changes)
 
 
+def skip_when_empty(tasks: list[Task]) -> list[Task]:
+    """`on_empty: skip`: every task after the source runs only when the source task had rows.
+
+    A `dsl.If` on the source task's `rows` output, so Kubeflow skips them as kfp.local does.
+    """
+    source = tasks[0]
+    guard = Condition(label="source-has-rows", op=">", value=0, ref=Ref(source.id, "rows"))
+    return [_replace(source, on_empty="skip"), *(_replace(t, guard=guard) for t in tasks[1:])]
+
+
 #: The names a data condition (`when:` not on a parameter) can read: the dataset's size and columns.
 WHEN_NAMES = ("rows", "columns")
 
@@ -708,9 +800,11 @@ def _mutable_tag(image: str) -> bool:
 
 def recipe_hash(recipe: Recipe) -> str:
     """A short, stable hash of the validated recipe (not of its formatting)."""
+    # recipes without the newer sections (`predict:`, `matrix:`) keep their hash
     data = recipe.model_dump(mode="python", by_alias=True)
-    if data.get("predict") is None:  # recipes without the newer section keep their hash
-        data.pop("predict", None)
+    for section in ("predict", "matrix"):
+        if data.get(section) is None:
+            data.pop(section, None)
     text = json.dumps(data, sort_keys=True, default=_json_default, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 

@@ -17,13 +17,14 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from skitflow.errors import Problem, RecipeError, did_you_mean
+from skitflow.recipe.matrix import Branch, expand_matrix
 from skitflow.recipe.models import Recipe
 from skitflow.recipe.sourcemap import Path, SourceMap, offset_location, parse_yaml, too_large
 from skitflow.recipe.templating import Renderer, TemplateProblem
 from skitflow.util.limits import MAX_RECIPE_BYTES
 
 #: Values that are never templated: parameter declarations and run-time conditions.
-_NOT_TEMPLATED = ("parameters",)
+_NOT_TEMPLATED = ("parameters", "matrix")
 
 
 #: Top-level keys whose errors do not stop the steps from being checked too.
@@ -44,6 +45,9 @@ class LoadedRecipe:
     source_map: SourceMap
     text: str
     problems: tuple[Problem, ...] = ()
+    #: with `matrix:`, each branch's values and its recipe rendered with them (`recipe` is the
+    #: first branch's); empty without a matrix
+    branches: tuple[tuple[Branch, Recipe], ...] = ()
 
     @property
     def file(self) -> str:
@@ -125,17 +129,46 @@ def load_recipe_text(
             source_map.locate(())[0],
             "start from the example in README.md",
         )
+    if "matrix" in raw:
+        return _load_branches(raw, source_map, text, environ or {}, partial)
     problems: list[Problem] = []
-    rendered = _render_templates(raw, source_map, environ or {}, problems)
-    recipe: Recipe | None
-    try:
-        recipe = Recipe.model_validate(rendered)
-    except ValidationError as exc:
-        problems.extend(pydantic_problems(exc, rendered, source_map, Recipe))
-        recipe = _salvage(rendered, exc)
+    recipe = _validated(raw, source_map, environ or {}, problems)
     if recipe is None or (problems and not partial):
         raise RecipeError(problems=problems)
     return LoadedRecipe(recipe, source_map, text, tuple(problems))
+
+
+def _validated(raw: dict[str, Any], source_map: SourceMap, environ: Mapping[str, str],
+               problems: list[Problem], matrix: Mapping[str, Any] | None = None) -> Recipe | None:
+    rendered = _render_templates(raw, source_map, environ, problems, matrix)
+    try:
+        return Recipe.model_validate(rendered)
+    except ValidationError as exc:
+        problems.extend(pydantic_problems(exc, rendered, source_map, Recipe))
+        return _salvage(rendered, exc)
+
+
+def _load_branches(raw: dict[str, Any], source_map: SourceMap, text: str,
+                   environ: Mapping[str, str], partial: bool) -> LoadedRecipe:
+    """A matrix recipe: rendered and validated once per branch; a problem shared by every branch
+    is reported once."""
+    branches = expand_matrix(raw["matrix"], source_map)
+    problems: list[Problem] = []
+    seen: set[Problem] = set()
+    loaded: list[tuple[Branch, Recipe]] = []
+    for branch in branches:
+        found: list[Problem] = []
+        recipe = _validated(raw, source_map, environ, found, branch.values)
+        for problem in found:
+            if problem not in seen:
+                seen.add(problem)
+                problems.append(problem)
+        if recipe is None:
+            raise RecipeError(problems=problems)
+        loaded.append((branch, recipe))
+    if problems and not partial:
+        raise RecipeError(problems=problems)
+    return LoadedRecipe(loaded[0][1], source_map, text, tuple(problems), tuple(loaded))
 
 
 def _salvage(rendered: dict[str, Any], exc: ValidationError) -> Recipe | None:
@@ -154,12 +187,13 @@ def _salvage(rendered: dict[str, Any], exc: ValidationError) -> Recipe | None:
 
 
 def _render_templates(
-    raw: dict[str, Any], source_map: SourceMap, environ: Mapping[str, str], problems: list[Problem]
+    raw: dict[str, Any], source_map: SourceMap, environ: Mapping[str, str], problems: list[Problem],
+    matrix: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     params = raw.get("parameters")
     names = tuple(params) if isinstance(params, dict) else ()
     recipe_info = {"name": raw.get("name", ""), "description": raw.get("description", "")}
-    renderer = Renderer(recipe_info, tuple(str(n) for n in names), environ)
+    renderer = Renderer(recipe_info, tuple(str(n) for n in names), environ, matrix)
 
     def walk(value: Any, path: Path) -> Any:
         if isinstance(value, dict):

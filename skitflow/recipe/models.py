@@ -20,6 +20,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
 
 from skitflow.recipe.templating import ParamRef
+from skitflow.util.durations import parse_duration as parse_duration  # re-exported
 
 #: A value that may be `{{ params.NAME }}`, resolved at run time.
 ParamOr = Annotated[ParamRef, WithJsonSchema({"type": "string", "pattern": r"\{\{.*\}\}"})]
@@ -31,20 +32,6 @@ ARTIFACT_ROLES = ("dataset", "train", "test", "model", "metrics", "report", "pre
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-_DURATION_RE = re.compile(r"^(\d+)\s*(s|m|h|d)?$")
-
-
-def parse_duration(value: int | str) -> int:
-    """Seconds from `90`, `"90s"`, `"15m"`, `"2h"` or `"1d"`."""
-    if isinstance(value, int):
-        return value
-    match = _DURATION_RE.match(str(value).strip())
-    if not match:
-        raise ValueError(f"`{value}` is not a duration; write it like 90, 90s, 15m, 2h or 1d")
-    number, unit = int(match.group(1)), match.group(2) or "s"
-    return number * {"s": 1, "m": 60, "h": 3600, "d": 86400}[unit]
 
 
 class Parameter(_Strict):
@@ -175,6 +162,13 @@ class Predict(_Strict):
     name: str | None = Field(None, pattern=NAME_PATTERN, description="Task name in Kubeflow.")
 
 
+class Select(_Strict):
+    """Across matrix branches that differ only in trainer settings, keep the best model."""
+
+    metric: str = Field(description="Evaluator metric to compare, e.g. f1_macro or rmse.")
+    mode: Literal["max", "min"] = Field("max", description="Whether larger or smaller is better.")
+
+
 class Schedule(_Strict):
     """A recurring run created by `skitflow submit`."""
 
@@ -188,12 +182,12 @@ class Schedule(_Strict):
 #: Options a step item may carry beside its step name, per place in the recipe.
 COMMON_OPTIONS = ("name", *TaskOptions.model_fields)
 SLOT_OPTIONS: dict[str, tuple[str, ...]] = {
-    "source": COMMON_OPTIONS,
+    "source": (*COMMON_OPTIONS, "on_empty"),
     "steps": (*COMMON_OPTIONS, "isolate"),
     "sinks": (*COMMON_OPTIONS, "input"),
-    "split": (*COMMON_OPTIONS, "when", "otherwise"),
+    "split": (*COMMON_OPTIONS, "when", "otherwise", "expect"),
     "trainer": COMMON_OPTIONS,
-    "evaluator": (*COMMON_OPTIONS, "gate"),
+    "evaluator": (*COMMON_OPTIONS, "gate", "select"),
 }
 
 
@@ -208,6 +202,13 @@ class ItemOptions(TaskOptions):
     when: str | None = Field(None, description="Condition: `params.NAME == value` or a data expression.")
     otherwise: dict[str, Any] | None = Field(None, description="Split used when `when` is false.")
     gate: Gate | None = None
+    select: Select | None = None
+    expect: dict[str, Any] | None = Field(
+        None, description="`expect` checks on the split's outputs: one mapping of checks for both, "
+        "or `{train: {...}, test: {...}}`.")
+    on_empty: Literal["skip", "fail"] = Field(
+        "fail", description="A source that returns no rows: `fail` stops the run with an error; "
+        "`skip` ends it successfully after the source (\"no rows: nothing to train\").")
 
 
 class Recipe(_Strict):
@@ -238,6 +239,9 @@ class Recipe(_Strict):
         None, description="Score the rows with a model bundle; sinks take them with "
         "`input: predictions`.")
     schedule: Schedule | None = None
+    matrix: dict[str, Any] | None = Field(
+        None, description="Names mapped to lists of values; the branches are their cross product, "
+        "less `exclude:` (a list of mappings). `{{ matrix.NAME }}` reads a branch's value.")
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 

@@ -29,13 +29,14 @@ from skitflow.util.redact import Scanner, is_secret_name
 
 RUN_NAMES = ("id", "date", "name")
 RECIPE_NAMES = ("name", "description")
-NAMESPACES = ("params", "env", "run", "recipe")
+NAMESPACES = ("params", "env", "run", "recipe", "matrix")
 _MARKER = "\x00{}.{}\x00"
 _MARKER_RE = re.compile("\x00(params|run)\\.([A-Za-z_][A-Za-z0-9_]*)\x00")
 RUNTIME_TEMPLATE_RE = re.compile(r"\{\{\s*(params|run)\.([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
-_PLAIN_REFERENCE = re.compile(r"\{\{\s*(params|run|env|recipe)\.([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
-AVAILABLE = ("templates read only params.NAME, env.NAME, run.id, run.date, run.name, recipe.name "
-             "and recipe.description")
+_PLAIN_REFERENCE = re.compile(r"\{\{\s*(params|run|env|recipe|matrix)\.([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
+_WHOLE_MATRIX = re.compile(r"\{\{\s*matrix\.([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
+AVAILABLE = ("templates read only params.NAME, env.NAME, run.id, run.date, run.name, recipe.name, "
+             "recipe.description and matrix.NAME")
 SECRET_HINT = "reference a Kubernetes secret under `secrets:` instead; values are read at run time"
 
 # -- limits: every bound on a template's work, in one place (README "Template limits") ----------
@@ -178,11 +179,29 @@ def _recipe(info: Mapping[str, Any]) -> _Names:
     return _Names("recipe", resolve)
 
 
+def _matrix(values: Mapping[str, Any] | None) -> _Names:
+    """`matrix.NAME`: the value of this branch of the recipe's `matrix:` (compile time)."""
+
+    def resolve(name: str) -> Any:
+        if values is None:
+            raise TemplateProblem(f"`matrix.{name}` is used, but the recipe has no `matrix:`",
+                                  f"add `matrix: {{{name}: [a, b]}}` at the top level")
+        if name not in values:
+            declared = ", ".join(f"`{n}`" for n in values) or "none"
+            raise TemplateProblem(f"unknown name `matrix.{name}`",
+                                  did_you_mean(name, values) or f"matrix names: {declared}")
+        return values[name]
+
+    return _Names("matrix", resolve)
+
+
 class Renderer:
-    """Renders recipe strings; one instance per recipe, whose limits hold for the whole recipe."""
+    """Renders recipe strings; one instance per recipe (per matrix branch), whose limits hold for
+    the whole recipe."""
 
     def __init__(
-        self, recipe: Mapping[str, Any], param_names: tuple[str, ...], environ: Mapping[str, str]
+        self, recipe: Mapping[str, Any], param_names: tuple[str, ...], environ: Mapping[str, str],
+        matrix: Mapping[str, Any] | None = None,
     ) -> None:
         self._sandbox: Any = None  # created on the first template that needs more than names
         self._scanner = Scanner(environ)
@@ -195,6 +214,7 @@ class Renderer:
             "run": _symbolic("run", RUN_NAMES),
             "env": _environment(environ, self._scanner),
             "recipe": _recipe(recipe),
+            "matrix": _matrix(matrix),
         }
 
     def render(self, text: str) -> Any:
@@ -202,6 +222,12 @@ class Renderer:
         secret into its message."""
         if ("{{" not in text and "{%" not in text) or self._spent:
             return text
+        whole_matrix = _WHOLE_MATRIX.fullmatch(text.strip())
+        if whole_matrix:  # a whole value keeps its matrix type: `max_depth: "{{ matrix.depth }}"`
+            try:
+                return self._names["matrix"].lookup(whole_matrix.group(1))
+            except TemplateProblem as exc:
+                raise TemplateProblem(exc.message, exc.hint) from None
         if "\x00" in text:  # NUL marks run-time names in rendered text: it cannot be forged
             raise TemplateProblem("a templated value cannot contain NUL characters",
                                   "remove the \\0 characters from the value")

@@ -82,6 +82,7 @@ class RunResult:
     recipe_hash: str = ""
     started: str = ""  # ISO 8601, UTC
     interrupted: str | None = None  # the signal's name (SIGINT, SIGTERM) when the run was stopped
+    notes: list[str] = field(default_factory=list)  # outcomes worth a line: "no rows: nothing to train"
 
     @property
     def failure(self) -> dict[str, Any] | None:
@@ -415,6 +416,7 @@ def run_package(
                            recipe_hash=package.plan.recipe_hash, started=started_at,
                            interrupted=interrupted)
         _collect_outputs(result)
+        result.notes = run_notes(package, result)
         for line in outcome_lines(result):
             stream.write(f"skitflow: {line}\n")
     summary = summary_dict(result)
@@ -426,9 +428,19 @@ def run_package(
     return result
 
 
+def run_notes(package: Package, result: RunResult) -> list[str]:
+    """Outcomes that are results, not failures: a source with `on_empty: skip` that had no rows."""
+    from skitflow.run.runtime import NO_ROWS
+
+    return [f"{NO_ROWS} (`{task.id}` read no rows; the tasks after it were skipped)"
+            for task in package.plan.tasks
+            if task.on_empty == "skip" and result.tasks.get(task.id) is not None
+            and result.tasks[task.id].rows == 0]
+
+
 def outcome_lines(result: RunResult) -> list[str]:
     """What failed, what did not run and why: for run.log and the CLI."""
-    lines = [f"run {result.status}"]
+    lines = [f"run {result.status}", *result.notes]
     for failure in result.failures:
         if failure.get("task"):
             step = f" (step `{failure['step']}`)" if failure.get("step") else ""
@@ -503,6 +515,7 @@ def summary_dict(result: RunResult) -> dict[str, Any]:
         "not_run": {t.id: t.blocked_by for t in result.tasks.values() if t.status == "not run"},
         "metrics": result.metrics,
         "gate": result.gate,
+        **({"notes": result.notes} if result.notes else {}),
         "tasks": {t.id: task(t) for t in result.tasks.values()},
     }
 

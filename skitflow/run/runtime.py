@@ -26,6 +26,8 @@ from skitflow.util.metadata import bounded
 from skitflow.util.redact import redact
 
 FAILURE_MARKER = "SKITFLOW-FAILURE "
+#: what an empty source with `on_empty: skip` says, in the task log and the run's summary
+NO_ROWS = "no rows: nothing to train"
 
 
 @dataclass
@@ -34,6 +36,7 @@ class _Call:
     settings: Any
     location: str
     stage: str | None = None  # see StepCall.stage: "prepare" | "model" | None
+    on: str | None = None  # an expect on a split: which output it checks (train or test)
 
 
 class _TaskRun:
@@ -71,6 +74,8 @@ class _TaskRun:
             log=self.log,
         )
         self.calls: list[_Call] = []
+        self.checks: Any = None  # the task's KFP Metrics output for `expect` results, if any
+        self.expectations: list[dict[str, Any]] = []  # results so far, upstream ones included
         for call in self.spec["calls"]:
             try:  # run-time parameter values are checked against the step's settings here
                 resolved = resolve_runtime(call["settings"], values, self.run_names)
@@ -79,7 +84,8 @@ class _TaskRun:
             except Exception as exc:
                 self.report_failure(call["step"], call["location"], exc)
                 raise
-            self.calls.append(_Call(step, settings, call["location"], call.get("stage")))
+            self.calls.append(_Call(step, settings, call["location"], call.get("stage"),
+                                    call.get("on")))
 
     def chain(self) -> Any:
         """The staged transforms of this task (those a model bundle carries), in order."""
@@ -116,9 +122,14 @@ class _TaskRun:
     def steps(self, frame: Any, history: list[dict[str, Any]]) -> Any:
         """Run the transform calls in order, logging rows in and out of each."""
         for call in self.calls:
-            if call.step.kind != "transform" or call.stage is not None:
+            if call.step.kind != "transform" or call.stage is not None or call.on:
                 continue
             started, rows_in = time.perf_counter(), len(frame)
+            if call.step.reports_checks:
+                self.expect(call, frame)
+                history.append({"step": call.step.name, "rows_in": rows_in, "rows_out": rows_in,
+                                "seconds": round(time.perf_counter() - started, 3)})
+                continue
             try:
                 frame = call.step.run(frame, call.settings)  # type: ignore[attr-defined]
             except Exception as exc:
@@ -138,11 +149,55 @@ class _TaskRun:
             self.log(f"{call.step.name}: {rows_in} -> {len(frame)} rows ({seconds:.2f}s)")
         return frame
 
+    def expect(self, call: _Call, frame: Any, where: str = "") -> None:
+        """Run an `expect` call: record every check as a metric, log failures, stop on errors."""
+        from skitflow.steps.expect import ExpectationsFailed, check_frame, failure_message
+
+        results = check_frame(frame, call.settings)
+        taken = {r["name"] for r in self.expectations}
+        for result in results:
+            base = f"{where}.{result.name}" if where else result.name
+            result.name, n = base, 2
+            while result.name in taken:
+                result.name, n = f"{base}-{n}", n + 1
+            taken.add(result.name)
+            self.expectations.append({**result.record(), "task": self.name})
+        failed = [r for r in results if not r.passed]
+        self.log(f"expect{f' on {where}' if where else ''}: {len(results) - len(failed)} of "
+                 f"{len(results)} checks passed")
+        self.write_checks()
+        if not failed:
+            return
+        message = failure_message(failed, len(results), where)
+        if call.settings.severity == "warn":
+            for line in message.splitlines():
+                self.log(f"WARNING {line.strip()}")
+            return
+        error = ExpectationsFailed(message, hint="fix the data upstream, or set `severity: warn` "
+                                   "on this expect to record the failures and go on")
+        self.failed(call, error)
+        raise error
+
+    def inherit(self, artifact: Any) -> None:
+        """Carry the expectations recorded upstream (artifact metadata) on to this task's outputs."""
+        self.expectations.extend((getattr(artifact, "metadata", None) or {}).get("expectations", []))
+
+    def write_checks(self) -> None:
+        """This task's own results as KFP Metrics (failing rows per check; 0 is a pass)."""
+        if self.checks is None:
+            return
+        own = [r for r in self.expectations if r.get("task") == self.name]
+        for record in own:
+            self.checks.log_metric(record["name"], float(record["failing"]))
+        write_text(self.checks.path, json.dumps({"expectations": own}, indent=2, sort_keys=True))
+        self.checks.metadata["format"] = "json"
+
     def finish_dataset(self, frame: Any, out: Any, history: list[dict[str, Any]]) -> tuple[int, bool]:
         file_format = self.spec.get("format", "parquet")
         write_dataset(frame, out.path, file_format)
+        checked = {"expectations": self.expectations} if self.expectations else {}
         out.metadata.update(bounded({"rows": len(frame), "columns": [str(c) for c in frame.columns],
-                                     "format": file_format, "steps": history}))
+                                     "format": file_format, "steps": history, **checked}))
         self.record_identity(out)
         probe = True
         if self.spec.get("probe"):
@@ -227,9 +282,10 @@ def _begin(spec: str, params: Mapping[str, Any], artifact: Any,
 Outputs = collections.namedtuple("Outputs", ["rows", "probe"])
 
 
-def prepare(out: Any, spec: str, params: Mapping[str, Any],
+def prepare(out: Any, spec: str, params: Mapping[str, Any], checks: Any = None,
             identity: Mapping[str, str] | None = None) -> Outputs:
     run = _begin(spec, params, out, identity)
+    run.checks = checks
     source = run.calls[0]
     started = time.perf_counter()
     try:
@@ -239,13 +295,26 @@ def prepare(out: Any, spec: str, params: Mapping[str, Any],
         raise
     history = [{"step": source.step.name, "rows_in": 0, "rows_out": len(frame),
                 "seconds": round(time.perf_counter() - started, 3)}]
+    if len(frame) == 0:
+        if run.spec.get("on_empty") != "skip":
+            from skitflow.errors import StepFailed
+
+            error = StepFailed(f"`{source.step.name}` returned no rows",
+                                hint="check the query or path; set `on_empty: skip` on the source to "
+                                "end such runs successfully instead")
+            run.failed(source, error)
+            raise error
+        run.log(f"{NO_ROWS}: the source returned none, so every later step and task is skipped")
+        return Outputs(*run.finish_dataset(frame, out, history))
     frame = run.steps(frame, history)
     return Outputs(*run.finish_dataset(frame, out, history))
 
 
-def transform(data: Any, out: Any, spec: str, params: Mapping[str, Any],
+def transform(data: Any, out: Any, spec: str, params: Mapping[str, Any], checks: Any = None,
               identity: Mapping[str, str] | None = None) -> Outputs:
     run = _begin(spec, params, out, identity)
+    run.checks = checks
+    run.inherit(data)
     frame = read_dataset(data.path)
     history: list[dict[str, Any]] = []
     frame = run.steps(frame, history)
@@ -274,8 +343,10 @@ SplitOutputs = collections.namedtuple("SplitOutputs", ["train_rows", "test_rows"
 
 
 def split(data: Any, train: Any, test: Any, spec: str, params: Mapping[str, Any],
-          identity: Mapping[str, str] | None = None) -> SplitOutputs:
+          checks: Any = None, identity: Mapping[str, str] | None = None) -> SplitOutputs:
     run = _begin(spec, params, train, identity)
+    run.checks = checks
+    run.inherit(data)
     call = run.calls[0]
     frame = read_dataset(data.path)
     try:
@@ -283,6 +354,10 @@ def split(data: Any, train: Any, test: Any, spec: str, params: Mapping[str, Any]
     except Exception as exc:
         run.failed(call, exc)
         raise
+    parts = {"train": train_frame, "test": test_frame}
+    for check in run.calls[1:]:  # the split's `expect:` option, on train and/or test
+        if check.stage is None:  # (checks see the split's rows before any fitted step)
+            run.expect(check, parts[check.on or "train"], check.on or "")
     chain = run.chain()
     if chain.steps:  # fitted steps of a recipe without a trainer: fit on train, apply to test
         from skitflow.steps.bundle import Rows
@@ -296,8 +371,9 @@ def split(data: Any, train: Any, test: Any, spec: str, params: Mapping[str, Any]
     file_format = run.spec.get("format", "parquet")
     for artifact, part in ((train, train_frame), (test, test_frame)):
         write_dataset(part, artifact.path, file_format)
+        checked = {"expectations": run.expectations} if run.expectations else {}
         artifact.metadata.update(bounded({"rows": len(part), "columns": [str(c) for c in part.columns],
-                                          "format": file_format}))
+                                          "format": file_format, **checked}))
     run.record_identity(train, test)
     run.log(f"{call.step.name}: {len(frame)} rows -> train {len(train_frame)}, test {len(test_frame)}")
     return SplitOutputs(len(train_frame), len(test_frame))
@@ -347,13 +423,34 @@ def evaluate(model: Any, test: Any, metrics: Any, classification: Any, report: A
     if result.confusion_matrix is not None:
         labels, matrix = result.confusion_matrix
         classification.log_confusion_matrix([str(x) for x in labels], [[int(v) for v in row] for row in matrix])
-    write_text(metrics.path, json.dumps(_json_safe({"metrics": result.scalars, **result.details}),
+    expectations = (test.metadata or {}).get("expectations", [])
+    for record in expectations:  # checks that warned upstream are part of this model's record
+        if not record["passed"]:
+            metrics.log_metric(f"expect.{record['name']}", float(record["failing"]))
+    details = {**result.details, **({"expectations": expectations} if expectations else {})}
+    write_text(metrics.path, json.dumps(_json_safe({"metrics": result.scalars, **details}),
                                         indent=2, sort_keys=True))
     metrics.metadata["format"] = "json"
-    write_text(report.path, result.report_html)
+    write_text(report.path, with_section(result.report_html, expectations_html(expectations)))
     report.metadata["format"] = "html"
     run.record_identity(report)  # not on Metrics: the UI shows its metadata as scalar metrics
 
+    try:
+        passed, score = decide_gate(run, result.scalars, metrics.path)
+    except LookupError as exc:
+        run.failed(call, exc)
+        raise
+    shown = ", ".join(f"{k}={v:.4f}" for k, v in sorted(result.scalars.items()))
+    run.log(f"{call.step.name}: {shown}")
+    return EvalOutputs(passed, score)
+
+
+def decide_gate(run: _TaskRun, scalars: Mapping[str, float],
+                metrics_path: str | None = None) -> tuple[bool, float]:
+    """The task's gate (if any) on these metrics: (passed, score); LookupError for a missing metric.
+
+    The verdict is also added to the metrics.json at `metrics_path`, so sinks of the metrics (the
+    sql sink) know it."""
     passed, score = True, float("nan")
     gate = run.spec.get("gate")
     if gate:
@@ -361,23 +458,102 @@ def evaluate(model: Any, test: Any, metrics: Any, classification: Any, report: A
 
         gate = resolve_runtime(gate, run.values, run.run_names)
         metric = gate["metric"]
-        if metric not in result.scalars:
+        if metric not in scalars:
             error = LookupError(f"gate metric `{metric}` was not computed; available: "
-                                f"{', '.join(sorted(result.scalars))}")
-            run.failed(call, error)
+                                f"{', '.join(sorted(scalars))}")
             raise error
-        score = float(result.scalars[metric])
+        score = float(scalars[metric])
         if gate.get("min") is not None and score < gate["min"]:
             passed = False
         if gate.get("max") is not None and score > gate["max"]:
             passed = False
         bound = " and ".join(f"{k} {gate[k]}" for k in ("min", "max") if gate.get(k) is not None)
         run.log(f"gate {metric}={score:.4f} ({bound}): {'passed' if passed else 'FAILED'}")
-        _record_gate(metrics.path, {"metric": metric, "score": score, "passed": passed,
-                                    "min": gate.get("min"), "max": gate.get("max")})
-    shown = ", ".join(f"{k}={v:.4f}" for k, v in sorted(result.scalars.items()))
-    run.log(f"{call.step.name}: {shown}")
-    return EvalOutputs(passed, score)
+        if metrics_path is not None:
+            _record_gate(metrics_path, {"metric": metric, "score": score, "passed": passed,
+                                        "min": gate.get("min"), "max": gate.get("max")})
+    return passed, score
+
+
+
+def select(models: list[Any], metrics_in: list[Any], model: Any, metrics: Any, report: Any, spec: str,
+           params: Mapping[str, Any], identity: Mapping[str, str] | None = None) -> EvalOutputs:
+    """A matrix sweep: the branch whose model scores best passes on its model; every score is kept."""
+    import html
+    import shutil
+
+    run = _begin(spec, params, metrics, identity)
+    chooser = run.spec["select"]
+    metric, labels = chooser["metric"], chooser["branches"]
+    scores: list[tuple[str, float]] = []
+    for label, artifact in zip(labels, metrics_in, strict=True):
+        scalars = _read_json(artifact.path).get("metrics", {})
+        if metric not in scalars:
+            error = LookupError(f"select metric `{metric}` was not computed for branch `{label}`; "
+                                f"available: {', '.join(sorted(scalars))}")
+            run.report_failure(None, None, error)
+            raise error
+        scores.append((label, float(scalars[metric])))
+    pick = max if chooser.get("mode", "max") == "max" else min
+    winner = pick(range(len(scores)), key=lambda i: scores[i][1])
+    chosen = models[winner]
+    if os.path.isdir(chosen.path):
+        shutil.copytree(chosen.path, model.path, dirs_exist_ok=True)
+    else:
+        shutil.copyfile(chosen.path, model.path)
+    model.metadata.update(_json_safe({**(chosen.metadata or {}), "selected_branch": scores[winner][0],
+                                      "selected_by": {metric: scores[winner][1]}}))
+    best = _read_json(metrics_in[winner].path)
+    for name, value in sorted(best.get("metrics", {}).items()):
+        metrics.log_metric(name, float(value))
+    for label, value in scores:
+        metrics.log_metric(f"branch.{label}.{metric}", value)
+    write_text(metrics.path, json.dumps(_json_safe({**best, "selected_branch": scores[winner][0],
+                                                    "branches": dict(scores)}), indent=2, sort_keys=True))
+    metrics.metadata["format"] = "json"
+    rows = "".join(f"<tr><td>{html.escape(label)}</td><td>{value:.4f}</td>"
+                   f"<td>{'winner' if i == winner else ''}</td></tr>"
+                   for i, (label, value) in enumerate(scores))
+    write_text(report.path, f"<!doctype html><html><head><meta charset=\"utf-8\"><title>{html.escape(run.spec['recipe'])}"
+               f": select by {html.escape(metric)}</title></head><body><h1>Branches by {html.escape(metric)} "
+               f"({chooser.get('mode', 'max')})</h1><table><tr><th>branch</th><th>{html.escape(metric)}</th>"
+               f"<th></th></tr>{rows}</table></body></html>\n")
+    report.metadata["format"] = "html"
+    for label, value in scores:
+        run.log(f"branch {label}: {metric}={value:.4f}{' (selected)' if label == scores[winner][0] else ''}")
+    try:
+        passed, score = decide_gate(run, best.get("metrics", {}), metrics.path)
+    except LookupError as exc:
+        run.report_failure(None, None, exc)
+        raise
+    return EvalOutputs(passed, scores[winner][1] if not run.spec.get("gate") else score)
+
+
+def with_section(page: str, section: str) -> str:
+    """`section` inserted at the end of an HTML page's body (or appended to a fragment)."""
+    at = page.rfind("</body>")
+    return page + section if at < 0 else page[:at] + section + page[at:]
+
+
+def expectations_html(expectations: list[dict[str, Any]]) -> str:
+    """The data checks behind a model, as a section appended to the evaluator's report."""
+    if not expectations:
+        return ""
+    import html
+
+    rows = "".join(
+        f"<tr><td>{html.escape(r['name'])}</td><td>{html.escape(str(r.get('task', '')))}</td>"
+        f"<td>{'passed' if r['passed'] else 'FAILED (' + html.escape(r['severity']) + ')'}</td>"
+        f"<td>{int(r['failing'])}</td><td>{html.escape(redact(r['detail']))}</td></tr>"
+        for r in expectations)
+    return ("<section id=\"expectations\"><h2>Data expectations</h2><table><tr><th>check</th>"
+            "<th>task</th><th>result</th><th>failing</th><th>detail</th></tr>" + rows
+            + "</table></section>")
+
+
+def _read_json(path: str) -> dict[str, Any]:
+    with open(path, encoding="utf-8") as handle:
+        return dict(json.load(handle))
 
 
 PredictOutputs = collections.namedtuple("PredictOutputs", ["rows"])

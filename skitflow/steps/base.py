@@ -76,6 +76,9 @@ class Step:
     #: True for steps that drop or add rows (dropna, filter_rows, ...): they curate training data
     #: and are not replayed when a model scores new rows.
     changes_rows: ClassVar[bool] = False
+    #: True for steps that check data (`expect`): their task gets a KFP Metrics output for the
+    #: results, and the runtime records each check instead of only running the step.
+    reports_checks: ClassVar[bool] = False
 
     # -- column contract (pure) -------------------------------------------------------------
     def needs(self, settings: Any) -> Sequence[str]:

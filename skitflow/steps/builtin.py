@@ -5,6 +5,7 @@ the registry loads `BUILTIN_STEPS` from here like any plugin's list.
 """
 
 from skitflow.steps.evaluators import EVALUATORS
+from skitflow.steps.expect import EXPECT_STEPS
 from skitflow.steps.labelstudio import LABELSTUDIO_STEPS
 from skitflow.steps.s3 import S3_STEPS
 from skitflow.steps.sinks import SINKS
@@ -17,8 +18,8 @@ from skitflow.steps.trainers import TRAINERS
 from skitflow.steps.transforms import TRANSFORMS
 
 BUILTIN_STEPS = [
-    *SOURCES, *SQL_STEPS, *S3_STEPS, *LABELSTUDIO_STEPS, *TRANSFORMS, *TEXT_STEPS, *SINKS, *SQL_SINKS,
-    *SPLITS, *TRAINERS,
+    *SOURCES, *SQL_STEPS, *S3_STEPS, *LABELSTUDIO_STEPS, *TRANSFORMS, *TEXT_STEPS, *EXPECT_STEPS,
+    *SINKS, *SQL_SINKS, *SPLITS, *TRAINERS,
     *EVALUATORS,
 ]
 
