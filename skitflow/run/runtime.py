@@ -159,11 +159,17 @@ def _load_step(call: Mapping[str, Any]) -> type[Step]:
 
     The package records only what the registry needs (kind, name, distributing package), never a
     module path, so moving a step's code or installing a plugin differently changes no package.
+    A built-in step (package `skitflow`) is resolved by the registry's name table, importing its
+    module alone; any other through entry-point discovery.
     """
-    from skitflow.steps.registry import default_registry
+    from skitflow.steps import registry
 
     kind, name, package = Kind(call["kind"]), call["step"], call.get("package") or ""
-    entry = default_registry().get(name, kind)
+    if _dist_key(package) == registry.BUILTIN_PACKAGE:
+        builtin = registry.builtin_step(kind, name)
+        if builtin is not None:
+            return builtin
+    entry = registry.default_registry().get(name, kind)
     if entry is None:
         provider = f"package `{package}`" if package else "the package that provides it"
         raise LookupError(
