@@ -41,7 +41,7 @@ class _TaskRun:
 
     def __init__(self, spec_json: str, params: Mapping[str, Any], artifact_uri: str,
                  identity: Mapping[str, str] | None = None) -> None:
-        from skitflow.recipe.models import Parameter, coerce_parameter
+        from skitflow.recipe.coerce import coerce_value
         from skitflow.recipe.templating import resolve_runtime
 
         self.spec = json.loads(spec_json)
@@ -49,7 +49,7 @@ class _TaskRun:
         types = self.spec.get("param_types", {})
         try:
             values = {
-                name: coerce_parameter(name, Parameter(type=types[name]), value)
+                name: coerce_value(name, types[name], value)
                 for name, value in params.items()
             }
         except ValueError as exc:
