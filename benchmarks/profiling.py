@@ -201,7 +201,7 @@ def task_profiles(rows: int) -> str:
     """cProfile of the prepare, split, train and evaluate tasks of the local run, one process each."""
     data = dataset(rows)
     work = RAW / "work" / "profile" / "local-run"
-    run([SKITFLOW, "compile", LOCAL_RUN, "-o", str(work / "package.yaml")], work / "compile.log")
+    run([*SKITFLOW, "compile", LOCAL_RUN, "-o", str(work / "package.yaml"), "--target", "local"], work / "compile.log")
     specs = _specs(work / "package.yaml")
     a = work / "artifacts"
     a.mkdir(parents=True, exist_ok=True)

@@ -35,8 +35,10 @@ from chains import write_chain  # noqa: E402
 from harness import Comparison, Sample, alternate, clean, machine_facts, measure  # noqa: E402
 from report import write_reports  # noqa: E402
 
-PYTHON = str(ROOT / ".venv" / "bin" / "python")
-SKITFLOW = str(ROOT / ".venv" / "bin" / "skitflow")
+#: the interpreter of every measured command: the repository's .venv when there is one, else this one
+PYTHON = str(ROOT / ".venv" / "bin" / "python") if (ROOT / ".venv").exists() else sys.executable
+#: `skitflow` from this checkout (PYTHONPATH below), not whatever a venv's console script points at
+SKITFLOW = [PYTHON, "-m", "skitflow"]
 SEED = "recipes/seed-workflow.yaml"
 LOCAL_RUN = "benchmarks/recipes/local-run.yaml"
 BENCHMARKS = ("compile", "validate", "scale", "local_run", "fusion")
@@ -60,6 +62,7 @@ def bench_env() -> dict[str, str]:
     env = dict(os.environ)
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     env["PYTHONPYCACHEPREFIX"] = str(RAW / "pycache")
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     return env
 
 
@@ -81,7 +84,7 @@ def warm_caches() -> None:
                "matplotlib.figure, matplotlib.backends.backend_agg, kfp.dsl.executor_main, "
                "kfp.compiler, kfp.kubernetes, skitflow.api, skitflow.run.runtime, skitflow.steps")
     run([PYTHON, "-c", imports], logs("warm") / "imports.log")
-    run([SKITFLOW, "validate", SEED], logs("warm") / "validate.log")
+    run([*SKITFLOW, "validate", SEED], logs("warm") / "validate.log")
 
 
 def pipeline_parameters(package: Path) -> list[str]:
@@ -107,7 +110,8 @@ def bench_compile(cfg: Config) -> dict:
     work = RAW / "work" / "compile"
     ours, theirs = work / "skitflow.yaml", work / "baseline.yaml"
     comparison = alternate(
-        lambda i: run([SKITFLOW, "compile", SEED, "-o", str(ours)], logs("compile") / f"skitflow-{i}.log"),
+        lambda i: run([*SKITFLOW, "compile", SEED, "-o", str(ours), "--target", "local"],
+                      logs("compile") / f"skitflow-{i}.log"),
         lambda i: run([PYTHON, "benchmarks/baselines/compile_seed.py", str(theirs)],
                       logs("compile") / f"baseline-{i}.log"),
         cfg.reps(5, 2), warmup=1,
@@ -126,7 +130,7 @@ def bench_compile(cfg: Config) -> dict:
             "same_shape": same,
             "package_bytes": {"skitflow": ours.stat().st_size, "baseline": theirs.stat().st_size},
         },
-        "commands": {"skitflow": f"skitflow compile {SEED} -o OUT",
+        "commands": {"skitflow": f"skitflow compile {SEED} -o OUT --target local",
                      "baseline": "python benchmarks/baselines/compile_seed.py OUT"},
     }
 
@@ -151,7 +155,7 @@ def bench_validate(cfg: Config) -> dict:
     """`skitflow validate` vs parsing the same YAML with pyyaml (pydantic imported)."""
     parse = f"import yaml, pydantic; yaml.safe_load(open({SEED!r}))"
     comparison = alternate(
-        lambda i: run([SKITFLOW, "validate", SEED], logs("validate") / f"skitflow-{i}.log"),
+        lambda i: run([*SKITFLOW, "validate", SEED], logs("validate") / f"skitflow-{i}.log"),
         lambda i: run([PYTHON, "-c", parse], logs("validate") / f"baseline-{i}.log"),
         cfg.reps(5, 2), warmup=1,
     )
@@ -186,7 +190,8 @@ def bench_scale(cfg: Config) -> dict:
         out = work / f"{recipe.stem}.package.yaml"
         base_out = work / f"{recipe.stem}.baseline.yaml"
         comparison = alternate(
-            lambda i, r=recipe, o=out: run([SKITFLOW, "compile", str(r), "-o", str(o)],
+            lambda i, r=recipe, o=out: run([*SKITFLOW, "compile", str(r), "-o", str(o),
+                                            "--target", "local"],
                                            logs("scale") / f"{r.stem}-skitflow-{i}.log"),
             lambda i, t=tasks, s=steps, o=base_out, r=recipe: run(
                 [PYTHON, "benchmarks/baselines/compile_chain.py", str(t), str(s), str(o)],
@@ -200,7 +205,7 @@ def bench_scale(cfg: Config) -> dict:
         "title": "scale",
         "rows": rows,
         "details": scale_slopes(medians),
-        "commands": {"skitflow": "skitflow compile chain-N-{fused,isolated}.yaml -o OUT",
+        "commands": {"skitflow": "skitflow compile chain-N-{fused,isolated}.yaml -o OUT --target local",
                      "baseline": "python benchmarks/baselines/compile_chain.py TASKS STEPS OUT"},
     }
 
@@ -283,10 +288,10 @@ def bench_local_run(cfg: Config) -> dict:
         out = work / "skitflow"
         clean(out)
         log = logs("local_run") / f"skitflow-{i}.log"
-        sample = run([SKITFLOW, "run", LOCAL_RUN, "--no-cache", "--out", str(out),
+        sample = run([*SKITFLOW, "run", LOCAL_RUN, "--no-cache", "--out", str(out),
                       "-p", f"data={data}", "-p", f"out_dir={out / 'published'}"],
                      log, sample_tree=True)
-        fit = re.search(r"model saved: \d+ boosting rounds in ([\d.]+) s", log.read_text())
+        fit = re.search(r"trained: \d+ boosting rounds in ([\d.]+) s", log.read_text())
         sample.extra = {**_run_folder(out), "fit_s": float(fit.group(1)) if fit else 0.0}
         return sample
 
@@ -358,7 +363,7 @@ def bench_fusion(cfg: Config) -> dict:
             def go(i: int) -> Sample:
                 out = work / recipes[isolate].stem
                 clean(out)
-                sample = run([SKITFLOW, "run", str(recipes[isolate]), "--no-cache", "--out", str(out)],
+                sample = run([*SKITFLOW, "run", str(recipes[isolate]), "--no-cache", "--out", str(out)],
                              logs("fusion") / f"{recipes[isolate].stem}-{i}.log", sample_tree=True)
                 sample.extra = _run_folder(out)
                 return sample

@@ -1,7 +1,8 @@
 """Hand-written twin of benchmarks/recipes/local-run.yaml: pandas + xgboost in one process.
 
 Same steps, parameters and model settings as the recipe (and as skitflow's steps implement
-them), same outputs: a Parquet dataset, the xgboost model (JSON) and a metrics JSON. What it
+them; `one_hot` and `standardize` are fitted on the train rows after the split, so the published
+dataset is the one before them), same outputs: a Parquet dataset, the xgboost model (JSON) and a metrics JSON. What it
 does not do, being one script: pass artifacts between tasks, write the HTML report with its two
 matplotlib figures, or embed skitflow's metadata in the model.
 
@@ -29,21 +30,35 @@ MIN_F1 = 0.5
 
 
 def prepare(path: str) -> pd.DataFrame:
-    """Read and clean: dedupe, dropna, filter, strip + lowercase, one-hot, standardize."""
+    """Read and clean: dedupe, dropna, filter, strip + lowercase (the published dataset)."""
     frame = pd.read_csv(path, usecols=COLUMNS)[COLUMNS]
     frame = frame.drop_duplicates(subset=["ticket_id"]).dropna(subset=[TARGET, "subject"])
     frame = frame[(frame["account_months"] >= 1) & (frame["customer_age"] < 80)]
     frame = frame.reset_index(drop=True)
     frame["subject"] = frame["subject"].str.strip().str.lower()
+    return frame
+
+
+def fit_encoding(train: pd.DataFrame) -> dict:
+    """One-hot categories and standardize statistics, learnt from the train rows only (as
+    skitflow fits `one_hot` and `standardize` after the split)."""
+    categories = {c: pd.Categorical(train[c]).categories.tolist() for c in ("channel", "priority")}
+    stats = {c: (train[c].astype("float64").mean(), train[c].astype("float64").std(ddof=0))
+             for c in NUMERIC}
+    return {"categories": categories, "stats": stats}
+
+
+def encode(frame: pd.DataFrame, state: dict) -> pd.DataFrame:
+    """Apply the fitted one-hot columns and standardization to some rows."""
     encoded = {}
-    for column in ("channel", "priority"):
-        categorical = pd.Categorical(frame[column])
-        for code, value in enumerate(categorical.categories):
-            encoded[f"{column}_{value}"] = (categorical.codes == code).astype("int8")
-    frame = pd.concat([frame.drop(columns=["channel", "priority"]), pd.DataFrame(encoded)], axis=1)
-    for column in NUMERIC:
-        values = frame[column].astype("float64")
-        frame[column] = (values - values.mean()) / values.std(ddof=0)
+    for column, categories in state["categories"].items():
+        codes = pd.Index(categories).get_indexer(frame[column])
+        for code, value in enumerate(categories):
+            encoded[f"{column}_{value}"] = (codes == code).astype("int8")
+    frame = pd.concat([frame.drop(columns=list(state["categories"])),
+                       pd.DataFrame(encoded, index=frame.index)], axis=1)
+    for column, (mean, std) in state["stats"].items():
+        frame[column] = (frame[column].astype("float64") - mean) / std
     return frame
 
 
@@ -66,16 +81,19 @@ def main(data: str, out_dir: str) -> None:
     train_idx, test_idx = train_test_split(
         np.arange(len(frame)), test_size=0.2, random_state=7, stratify=codes
     )
-    features = [c for c in frame.columns if c != TARGET and pd.api.types.is_numeric_dtype(frame[c])]
-    x, y = frame[features], codes.astype(np.int32)
+    y = codes.astype(np.int32)
+    state = fit_encoding(frame.iloc[train_idx])
+    x_train, x_test = encode(frame.iloc[train_idx], state), encode(frame.iloc[test_idx], state)
+    features = [c for c in x_train.columns if c != TARGET and pd.api.types.is_numeric_dtype(x_train[c])]
+    x_train, x_test = x_train[features], x_test[features]
     model = xgb.XGBClassifier(n_estimators=100, max_depth=6, learning_rate=0.1,
                               tree_method="hist", random_state=42)
     lap("split")
-    model.fit(x.iloc[train_idx], y[train_idx], verbose=False)
+    model.fit(x_train, y[train_idx], verbose=False)
     lap("train")
 
     truth = y[test_idx]
-    probabilities = model.predict_proba(x.iloc[test_idx])
+    probabilities = model.predict_proba(x_test)
     predicted = probabilities.argmax(axis=1)
     scores = {"accuracy": metrics.accuracy_score(truth, predicted)}
     for average in ("macro", "weighted"):

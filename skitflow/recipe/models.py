@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
 
+from skitflow.recipe.coerce import PARAM_TYPES, coerce_value, matches_type  # noqa: F401 (PARAM_TYPES: re-exported)
 from skitflow.recipe.templating import ParamRef
 from skitflow.util.durations import parse_duration as parse_duration  # re-exported
 
@@ -26,7 +27,6 @@ from skitflow.util.durations import parse_duration as parse_duration  # re-expor
 ParamOr = Annotated[ParamRef, WithJsonSchema({"type": "string", "pattern": r"\{\{.*\}\}"})]
 
 NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
-PARAM_TYPES = {"str": str, "int": int, "float": float, "bool": bool, "list": list, "dict": dict}
 ARTIFACT_ROLES = ("dataset", "train", "test", "model", "metrics", "report", "predictions")
 
 
@@ -252,18 +252,9 @@ class Recipe(_Strict):
             if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name) or keyword.iskeyword(name):
                 raise ValueError(f"parameter name `{name}` must be a Python identifier and not a "
                                  "keyword (KFP passes parameters as Python arguments)")
-            if spec.default is not None and not _matches_type(spec.default, spec.type):
+            if spec.default is not None and not matches_type(spec.default, spec.type):
                 raise ValueError(f"default of `{name}` is not a {spec.type}: {spec.default!r}")
         return value
-
-
-def _matches_type(value: Any, type_name: str) -> bool:
-    expected = PARAM_TYPES[type_name]
-    if type_name == "float":
-        return isinstance(value, int | float) and not isinstance(value, bool)
-    if type_name == "int":
-        return isinstance(value, int) and not isinstance(value, bool)
-    return isinstance(value, expected)
 
 
 def coerce_parameter(name: str, spec: Parameter, value: Any) -> Any:
@@ -271,50 +262,4 @@ def coerce_parameter(name: str, spec: Parameter, value: Any) -> Any:
 
     Raises ValueError with a message fit for the user.
     """
-    import json
-
-    import yaml
-
-    kind = spec.type
-    if isinstance(value, str) and kind != "str":
-        if kind in ("list", "dict"):
-            try:
-                value = json.loads(value)
-            except ValueError:
-                try:
-                    value = yaml.safe_load(value)
-                except yaml.YAMLError:
-                    raise ValueError(f"`{name}` expects {_a(kind)} as JSON or YAML") from None
-        elif kind == "bool":
-            lowered = value.strip().lower()
-            if lowered not in ("true", "false", "1", "0", "yes", "no"):
-                raise ValueError(f"`{name}` expects true or false, got `{value}`")
-            value = lowered in ("true", "1", "yes")
-        else:
-            try:
-                value = PARAM_TYPES[kind](value)
-            except ValueError:
-                whole = _integral(value) if kind == "int" else None
-                if whole is None:
-                    raise ValueError(f"`{name}` expects {_a(kind)}, got `{value}`") from None
-                value = whole
-    if kind == "int" and isinstance(value, float) and value.is_integer():
-        value = int(value)  # KFP passes numbers through protobuf, where 240 may become 240.0
-    if kind == "float" and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    if not _matches_type(value, kind):
-        raise ValueError(f"`{name}` expects {_a(kind)}, got {type(value).__name__} `{value}`")
-    return value
-
-
-def _a(kind: str) -> str:
-    return f"an {kind}" if kind == "int" else f"a {kind}"
-
-
-def _integral(text: str) -> int | None:
-    """`240.0` -> 240; anything else -> None."""
-    try:
-        number = float(text)
-    except ValueError:
-        return None
-    return int(number) if number.is_integer() else None
+    return coerce_value(name, spec.type, value)

@@ -44,7 +44,7 @@ class _TaskRun:
 
     def __init__(self, spec_json: str, params: Mapping[str, Any], artifact_uri: str,
                  identity: Mapping[str, str] | None = None) -> None:
-        from skitflow.recipe.models import Parameter, coerce_parameter
+        from skitflow.recipe.coerce import coerce_value
         from skitflow.recipe.templating import resolve_runtime
 
         self.spec = json.loads(spec_json)
@@ -52,7 +52,7 @@ class _TaskRun:
         types = self.spec.get("param_types", {})
         try:
             values = {
-                name: coerce_parameter(name, Parameter(type=types[name]), value)
+                name: coerce_value(name, types[name], value)
                 for name, value in params.items()
             }
         except ValueError as exc:
@@ -214,11 +214,17 @@ def _load_step(call: Mapping[str, Any]) -> type[Step]:
 
     The package records only what the registry needs (kind, name, distributing package), never a
     module path, so moving a step's code or installing a plugin differently changes no package.
+    A built-in step (package `skitflow`) is resolved by the registry's name table, importing its
+    module alone; any other through entry-point discovery.
     """
-    from skitflow.steps.registry import default_registry
+    from skitflow.steps import registry
 
     kind, name, package = Kind(call["kind"]), call["step"], call.get("package") or ""
-    entry = default_registry().get(name, kind)
+    if _dist_key(package) == registry.BUILTIN_PACKAGE:
+        builtin = registry.builtin_step(kind, name)
+        if builtin is not None:
+            return builtin
+    entry = registry.default_registry().get(name, kind)
     if entry is None:
         provider = f"package `{package}`" if package else "the package that provides it"
         raise LookupError(
@@ -275,8 +281,25 @@ def run_identity(run: Mapping[str, str]) -> dict[str, str]:
 
 
 def _begin(spec: str, params: Mapping[str, Any], artifact: Any,
-           identity: Mapping[str, str] | None = None) -> _TaskRun:
+           identity: Mapping[str, str] | None = None, frames: bool = True) -> _TaskRun:
+    if frames:
+        _import_frame_libraries()
     return _TaskRun(spec, params, getattr(artifact, "path", "") or "", identity)
+
+
+def _import_frame_libraries() -> None:
+    """Import pandas and pyarrow with the cyclic garbage collector paused, then freeze what the
+    imports made: their long-lived objects are never scanned again, which makes the imports,
+    later collections and the interpreter's exit cheaper (a task is a short process)."""
+    import gc
+
+    gc.disable()
+    try:
+        import pandas  # noqa: F401
+        import pyarrow.parquet  # noqa: F401
+    finally:
+        gc.freeze()
+        gc.enable()
 
 
 Outputs = collections.namedtuple("Outputs", ["rows", "probe"])
@@ -323,7 +346,7 @@ def transform(data: Any, out: Any, spec: str, params: Mapping[str, Any], checks:
 
 def sink(data: Any, spec: str, params: Mapping[str, Any],
          identity: Mapping[str, str] | None = None) -> str:
-    run = _begin(spec, params, data, identity)
+    run = _begin(spec, params, data, identity, frames=False)  # a sink copies files
     call = run.calls[0]
     role = run.spec.get("role", "dataset")
     metadata = dict(data.metadata or {})

@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from pydantic import Field, field_validator, model_validator
 
 from skitflow.errors import StepFailed, did_you_mean
-from skitflow.expressions import parse
 from skitflow.steps.base import Columns, FittedTransform, StepSettings, TransformStep
 from skitflow.steps.columns import CastType, ColumnList, convert_column
 
@@ -431,6 +430,8 @@ class FilterRows(TransformStep):
         @field_validator("expr")
         @classmethod
         def _parses(cls, expr: str) -> str:
+            from skitflow.expressions import parse  # its parser: only for tasks that filter
+
             expression = parse(expr)  # raises ExpressionError (a ValueError) pointing into `expr`
             for name in sorted(expression.params):
                 raise expression.error_at(
@@ -441,9 +442,13 @@ class FilterRows(TransformStep):
             return expr
 
     def needs(self, settings: Settings) -> Sequence[str]:
+        from skitflow.expressions import parse
+
         return sorted(parse(settings.expr).names)
 
     def run(self, frame: pd.DataFrame, settings: Settings) -> pd.DataFrame:
+        from skitflow.expressions import parse
+
         mask = parse(settings.expr).evaluate_frame(frame)
         return _renumber(frame[mask])
 
