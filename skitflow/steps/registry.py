@@ -42,6 +42,7 @@ BUILTIN_MODULES: dict[tuple[str, str], str] = {
         "label_encode", "lowercase", "one_hot", "regex_replace", "rename_columns", "sample",
         "select_columns", "standardize", "strip")},
     **{("transform", n): "skitflow.steps.text" for n in ("hashing", "tfidf")},
+    ("transform", "expect"): "skitflow.steps.expect",
 }
 
 
