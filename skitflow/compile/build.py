@@ -17,7 +17,7 @@ from skitflow.errors import SkitflowError
 from skitflow.expressions import COMPARISONS
 from skitflow.plan.planner import Condition, Plan, Ref, Task, build_plan
 from skitflow.recipe.loader import LoadedRecipe
-from skitflow.recipe.models import PARAM_TYPES, parse_duration
+from skitflow.recipe.models import KFP_PARAM_TYPES, kfp_parameter_value, parse_duration
 from skitflow.recipe.templating import ParamRef
 from skitflow.steps.registry import Registry, default_registry
 
@@ -91,7 +91,8 @@ def build_pipeline(plan: Plan) -> Any:
 
         def add(task: Task) -> None:
             function = component_function(
-                task.component, [(name, plan.parameters[name].type) for name in task.params],
+                task.component, [(name, KFP_PARAM_TYPES[plan.parameters[name].type].__name__)
+                                 for name in task.params],
                 task.run_names)
             component = dsl.component(
                 function, base_image=task.options.image or plan.image, install_kfp_package=False)
@@ -126,8 +127,9 @@ def build_pipeline(plan: Plan) -> Any:
             inspect.Parameter(
                 name,
                 inspect.Parameter.POSITIONAL_OR_KEYWORD,
-                annotation=PARAM_TYPES[spec.type],
-                default=inspect.Parameter.empty if spec.default is None else spec.default,
+                annotation=KFP_PARAM_TYPES[spec.type],
+                default=inspect.Parameter.empty if spec.default is None
+                else kfp_parameter_value(spec.type, spec.default),
             )
             for name, spec in ((name, plan.parameters[name]) for name in param_names)
         ]

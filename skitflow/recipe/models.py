@@ -26,6 +26,11 @@ ParamOr = Annotated[ParamRef, WithJsonSchema({"type": "string", "pattern": r"\{\
 
 NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
 PARAM_TYPES = {"str": str, "int": int, "float": float, "bool": bool, "list": list, "dict": dict}
+#: The type a parameter has in the KFP package. Lists and dicts travel as JSON text: as KFP
+#: LIST/STRUCT values they pass through protobuf's Struct, where every number is a double, so
+#: `{max_depth: 4}` reached the task as 4.0 and xgboost refused it. The task decodes the text with
+#: the declared type (`coerce_parameter`), which keeps ints ints.
+KFP_PARAM_TYPES = {**PARAM_TYPES, "list": str, "dict": str}
 ARTIFACT_ROLES = ("dataset", "train", "test", "model", "metrics", "report", "predictions")
 
 
@@ -251,6 +256,22 @@ class Recipe(_Strict):
             if spec.default is not None and not _matches_type(spec.default, spec.type):
                 raise ValueError(f"default of `{name}` is not a {spec.type}: {spec.default!r}")
         return value
+
+
+def kfp_parameter_value(type_name: str, value: Any) -> Any:
+    """A parameter value as the KFP package declares it (see KFP_PARAM_TYPES): JSON text for a
+    list or dict, the value itself otherwise. Used for defaults, `skitflow run` and submit alike."""
+    import json
+
+    if type_name in ("list", "dict") and not isinstance(value, str):
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return value
+
+
+def kfp_arguments(declared: dict[str, Parameter], values: dict[str, Any]) -> dict[str, Any]:
+    """Run arguments as the package takes them (lists and dicts as JSON text)."""
+    return {name: kfp_parameter_value(declared[name].type, value) if name in declared else value
+            for name, value in values.items()}
 
 
 def _matches_type(value: Any, type_name: str) -> bool:

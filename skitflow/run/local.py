@@ -39,6 +39,7 @@ from typing import Any
 from skitflow.compile.build import Package
 from skitflow.compile.emit import write_package
 from skitflow.errors import Location, Problem, SkitflowError, StepFailed
+from skitflow.recipe.models import kfp_arguments
 from skitflow.run import task_processes
 from skitflow.run.parity import parity_lines
 from skitflow.run.runtime import FAILURE_MARKER
@@ -397,7 +398,7 @@ def run_package(
                 local.init(**init)
                 pipeline = components.load_component_from_file(str(package_path))
                 try:
-                    pipeline(**arguments)
+                    pipeline(**kfp_arguments(package.plan.parameters, dict(arguments)))
                 except RuntimeError as exc:  # kfp.local reports a failed pipeline this way
                     tracker.failures.append({"task": None, "error": str(exc)})
                 completed = True
