@@ -7,11 +7,13 @@ exactly what `kfp.compiler.Compiler` would write for the same pipeline.
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import json
 from dataclasses import dataclass
 from typing import Any
 
+from skitflow import __version__
 from skitflow.compile.kfp_compat import import_kfp, import_kfp_kubernetes, package_comments
 from skitflow.errors import SkitflowError
 from skitflow.expressions import COMPARISONS
@@ -32,15 +34,31 @@ class Package:
 
 
 def task_spec(plan: Plan, task: Task) -> str:
-    """The JSON a task's runtime receives: its steps, settings and parameter types."""
+    """The JSON a task's runtime receives: its steps, settings and parameter types.
+
+    It is an input of the task, so it is part of the task's cache key (kfp.local and Kubeflow
+    alike): it holds only what the task's result depends on. Steps are named by their place in
+    the recipe (`steps[3]`), not by line and column, and the recipe's hash is not in it, so editing
+    the description, a sink or the evaluator changes no upstream task's key. The skitflow version
+    is: a new skitflow may compute something else from the same settings.
+    """
+    spec = _spec_dict(plan, task)
+    if task.component == "train":
+        # The bundle records what the model depends on (this task and every task upstream of
+        # it), not the whole recipe's hash, which changes with the description.
+        spec["model_hash"] = model_hash(plan, task)
+    return _dump(spec)
+
+
+def _spec_dict(plan: Plan, task: Task) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "recipe": plan.name,
-        "recipe_hash": plan.recipe_hash,
+        "skitflow": __version__,
         "task": task.id,
         "format": plan.dataset_format,
         "param_types": {name: plan.parameters[name].type for name in task.params},
         "calls": [
-            {"step": c.step, "kind": c.kind.value, "package": c.package, "location": c.location,
+            {"step": c.step, "kind": c.kind.value, "package": c.package, "at": c.at,
              "settings": c.settings, **({"stage": c.stage} if c.stage else {})}
             for c in task.calls
         ],
@@ -54,6 +72,30 @@ def task_spec(plan: Plan, task: Task) -> str:
     if task.gate:
         gate = {"metric": task.gate.metric, "min": task.gate.min, "max": task.gate.max}
         spec["gate"] = {k: v for k, v in gate.items() if v is not None}
+    return spec
+
+
+def model_hash(plan: Plan, task: Task) -> str:
+    """A hash of the specs of `task` and of every task it reads from, transitively, with the
+    image each runs in: what a trained model depends on, besides its input data (whose content
+    hash the bundle records itself)."""
+    seen: dict[str, str] = {}
+
+    def visit(current: Task) -> None:
+        if current.id in seen:
+            return
+        seen[current.id] = _dump({"spec": _spec_dict(plan, current),
+                                  "image": current.options.image or plan.image})
+        for refs in current.inputs.values():
+            for ref in refs:
+                visit(plan.task(ref.task))
+
+    visit(task)
+    text = "\n".join(seen[name] for name in sorted(seen))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _dump(spec: dict[str, Any]) -> str:
     return json.dumps(spec, sort_keys=True, separators=(",", ":"), default=_json_default)
 
 
@@ -108,19 +150,26 @@ def build_pipeline(plan: Plan) -> Any:
             left = channels[cond.param] if cond.param else output(cond.ref)  # type: ignore[arg-type]
             return COMPARISONS[cond.op](left, cond.value)  # the expression language's own table
 
-        for group in _condition_groups(plan.tasks):
-            first = group[0]
-            if first.condition is None:
-                for task in group:
-                    add(task)
-            elif first.branch == "else":
-                with dsl.Else():
+        def add_all() -> None:
+            for group in _condition_groups(plan.tasks):
+                first = group[0]
+                if first.condition is None:
                     for task in group:
                         add(task)
-            else:
-                with dsl.If(condition(first.condition), name=first.condition.label):
-                    for task in group:
-                        add(task)
+                elif first.branch == "else":
+                    with dsl.Else():
+                        for task in group:
+                            add(task)
+                else:
+                    with dsl.If(condition(first.condition), name=first.condition.label):
+                        for task in group:
+                            add(task)
+
+        if plan.notify:  # an exit handler around every task, the notify task its exit task
+            with dsl.ExitHandler(_notify_task(plan, run_placeholders), name="run"):
+                add_all()
+        else:
+            add_all()
 
     body.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
         [
@@ -139,6 +188,31 @@ def build_pipeline(plan: Plan) -> Any:
     return dsl.pipeline(name=plan.name, description=plan.description or None)(body)
 
 
+
+
+def _notify_task(plan: Plan, run_placeholders: dict[str, str]) -> Any:
+    """The exit task: its spec names the variables holding the URLs, never a URL; a target's
+    `secret:` becomes that variable through kfp-kubernetes. Never cached: a cached notification
+    is one never sent."""
+    from kfp import dsl
+
+    from skitflow.compile.components import NOTIFY_TASK, notify_function
+
+    component = dsl.component(notify_function(), base_image=plan.image, install_kfp_package=False)
+    component.component_spec.name = NOTIFY_TASK
+    spec = {"recipe": plan.name, "skitflow": __version__,
+            "targets": [entry.to_target() for entry in plan.notify]}
+    task = component(spec=_dump(spec), run_id=run_placeholders["id"],
+                     run_name=run_placeholders["name"], run_created=run_placeholders["date"])
+    task.set_caching_options(False)
+    secrets = [entry.target for entry in plan.notify if entry.target.secret]
+    if secrets:
+        kubernetes = import_kfp_kubernetes()
+        for target in secrets:
+            kubernetes.use_secret_as_env(
+                task, secret_name=target.secret,
+                secret_key_to_env={target.secret_key or target.env_name(): target.env_name()})
+    return task
 
 
 def _condition_groups(tasks: tuple[Task, ...]) -> list[list[Task]]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -24,6 +24,7 @@ from skitflow.recipe.models import (
     Gate,
     Gpu,
     ItemOptions,
+    Notify,
     Parameter,
     Recipe,
     Resources,
@@ -56,13 +57,22 @@ class StepCall:
     step: str
     kind: Kind
     settings: dict[str, Any]
-    location: str  # "recipe.yaml:12:5", carried into the package for run-time errors
+    location: str  # "recipe.yaml:12:5", for messages at plan time and in `skitflow run`
     params: tuple[str, ...]
     package: str  # the distribution that provides the step; the task finds it by kind and name
     run_names: tuple[str, ...] = ()  # `run.*` names the settings use: id, date, name
     #: None: runs where it is listed. "prepare": ran before the split (a model replays it on raw
     #: rows). "model": fitted on the train rows after the split, applied with that state to the rest.
     stage: str | None = None
+    #: Where the item is in the recipe ("steps[3]"): what the package carries instead of
+    #: `location`, so that an edit elsewhere that shifts lines changes no task's inputs (its cache
+    #: key); `skitflow run` maps it back through `Plan.locations`.
+    at: str = ""
+
+
+def path_label(path: Sequence[str | int]) -> str:
+    """("steps", 3) -> "steps[3]"; ("source",) -> "source"."""
+    return "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in path).lstrip(".")
 
 
 @dataclass(frozen=True)
@@ -129,6 +139,10 @@ class Plan:
     warnings: tuple[Problem, ...] = ()
     #: What the plan decided that the recipe does not spell out (where fitted steps run).
     notes: tuple[str, ...] = ()
+    #: StepCall.at -> "file:line:col": how a run-time failure finds its line in the recipe.
+    locations: Mapping[str, str] = field(default_factory=dict)
+    #: Who hears when a run ends (the recipe's `notify:`): compiled to an exit handler.
+    notify: tuple[Notify, ...] = ()
 
     def task(self, task_id: str) -> Task:
         return next(t for t in self.tasks if t.id == task_id)
@@ -168,6 +182,7 @@ class _Planner:
         self.file_label = os.path.basename(self.map.file)
         self.used_ids: set[str] = set()
         self.notes: list[str] = []
+        self.locations: dict[str, str] = {}  # places that are not a step call (predict)
 
     # -- items -------------------------------------------------------------------------------
     def parse_item(self, slot: str, item: dict[str, Any], path: Path) -> _Item | None:
@@ -252,6 +267,7 @@ class _Planner:
             params=tuple(sorted(referenced_params(raw_settings))),
             run_names=tuple(sorted(referenced_run_names(raw_settings))),
             package=entry.package,
+            at=path_label(path),
         )
         return _Item(call, step, settings, options, path, frozenset(option_values), checkable)
 
@@ -490,8 +506,8 @@ class _Planner:
             location, _ = self.map.locate(("predict",), key=True)
             task_id = self.task_id(r.predict.name, "predict")
             inputs = {"data": (dataset,), **({"model": outputs["model"]} if trained else {})}
-            settings = {**r.predict.model_dump(exclude={"name"}),
-                        "location": f"{self.file_label}:{location.line}:{location.column}"}
+            settings = {**r.predict.model_dump(exclude={"name"}), "at": "predict"}
+            self.locations["predict"] = f"{self.file_label}:{location.line}:{location.column}"
             condition = gate_condition if trained else None
             # A bundle named by path can change under the same name: never reuse a cached result.
             options = defaults if trained or defaults.caching is not None else \
@@ -518,6 +534,8 @@ class _Planner:
             schedule=r.schedule,
             warnings=tuple(self.warnings),
             notes=tuple(self.notes),
+            notify=tuple(r.notify),
+            locations={**{c.at: c.location for t in tasks for c in t.calls}, **self.locations},
         )
 
     def sink_task(self, item: _Item, outputs: dict[str, tuple[Ref, ...]], defaults: TaskOptions,
