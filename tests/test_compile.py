@@ -209,7 +209,10 @@ steps:
     spec = check_package(package.text, tmp_path)
     inputs = spec["components"]["comp-csv-select-columns"]["inputDefinitions"]["parameters"]
     assert inputs["param_day"]["parameterType"] == "STRING"
-    assert inputs["param_keep"]["parameterType"] == "LIST"
+    # a list travels as JSON text (its ints would become floats in a protobuf Struct); the spec
+    # keeps the declared type, with which the task decodes it
+    assert inputs["param_keep"]["parameterType"] == "STRING"
+    assert spec["root"]["inputDefinitions"]["parameters"]["keep"]["defaultValue"] == '["a","b"]'
     wiring = spec["root"]["dag"]["tasks"]["csv-select-columns"]["inputs"]["parameters"]
     assert wiring["param_keep"] == {"componentInputParameter": "keep"}
 

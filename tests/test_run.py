@@ -49,16 +49,16 @@ def test_example_runs_end_to_end(tmp_path: Path) -> None:
     bundle = load_model(published / "tickets-classifier" / "model.zip")
     meta = bundle.metadata
     assert meta["target"] == "label" and meta["classes"] == ["account", "billing", "other", "technical"]
-    assert "channel_email" in meta["features"] and meta["recipe_hash"] == summary_hash(out)
+    assert "channel_email" in meta["features"] and meta["model_hash"] == model_hash(out)
     raw = pd.read_csv(REPO / "examples" / "data" / "tickets.csv").head(50)
     assert bundle.predict(raw.drop(columns=["label"])).isin(meta["classes"]).all()
 
 
-def summary_hash(out: Path) -> str:
-    """The recipe hash the run's package carries (in every task's spec)."""
+def model_hash(out: Path) -> str:
+    """The model hash the run's package gives its train task (in that task's spec)."""
     import re
 
-    return re.search(r'recipe_hash\\?":\\?"([0-9a-f]+)', (out / "package.yaml").read_text()).group(1)
+    return re.search(r'model_hash\\?":\\?"([0-9a-f]+)', (out / "package.yaml").read_text()).group(1)
 
 
 def test_a_failed_gate_keeps_the_model_out_of_its_sinks(tmp_path: Path) -> None:

@@ -73,6 +73,11 @@ def run(
     result = run_package(package, arguments, out_dir, recipe_file=str(recipe),
                          cache_dir=cache_dir if cache else None, listener=show)
     print_summary(result, console)
+    if package.plan.notify:  # after the summary, before the exit code: it never changes it
+        from skitflow.run.notify_local import notify_run
+
+        notify_run(package.plan, result, environ=os.environ,
+                   log=lambda line: console.print(line, markup=False))
     if result.interrupted:
         raise interrupted_error(result)
     if not result.succeeded:

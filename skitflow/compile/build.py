@@ -7,17 +7,19 @@ exactly what `kfp.compiler.Compiler` would write for the same pipeline.
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import json
 from dataclasses import dataclass
 from typing import Any
 
+from skitflow import __version__
 from skitflow.compile.kfp_compat import import_kfp, import_kfp_kubernetes, package_comments
 from skitflow.errors import SkitflowError
 from skitflow.expressions import COMPARISONS
 from skitflow.plan.planner import Condition, Plan, Ref, Task, build_plan
 from skitflow.recipe.loader import LoadedRecipe
-from skitflow.recipe.models import PARAM_TYPES, parse_duration
+from skitflow.recipe.models import KFP_PARAM_TYPES, kfp_parameter_value, parse_duration
 from skitflow.recipe.templating import ParamRef
 from skitflow.steps.registry import Registry, default_registry
 
@@ -32,15 +34,31 @@ class Package:
 
 
 def task_spec(plan: Plan, task: Task) -> str:
-    """The JSON a task's runtime receives: its steps, settings and parameter types."""
+    """The JSON a task's runtime receives: its steps, settings and parameter types.
+
+    It is an input of the task, so it is part of the task's cache key (kfp.local and Kubeflow
+    alike): it holds only what the task's result depends on. Steps are named by their place in
+    the recipe (`steps[3]`), not by line and column, and the recipe's hash is not in it, so editing
+    the description, a sink or the evaluator changes no upstream task's key. The skitflow version
+    is: a new skitflow may compute something else from the same settings.
+    """
+    spec = _spec_dict(plan, task)
+    if task.component == "train":
+        # The bundle records what the model depends on (this task and every task upstream of
+        # it), not the whole recipe's hash, which changes with the description.
+        spec["model_hash"] = model_hash(plan, task)
+    return _dump(spec)
+
+
+def _spec_dict(plan: Plan, task: Task) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "recipe": plan.name,
-        "recipe_hash": plan.recipe_hash,
+        "skitflow": __version__,
         "task": task.id,
         "format": plan.dataset_format,
         "param_types": {name: plan.parameters[name].type for name in task.params},
         "calls": [
-            {"step": c.step, "kind": c.kind.value, "package": c.package, "location": c.location,
+            {"step": c.step, "kind": c.kind.value, "package": c.package, "at": c.at,
              "settings": c.settings, **({"stage": c.stage} if c.stage else {}),
              **({"on": c.on} if c.on else {})}
             for c in task.calls
@@ -59,6 +77,30 @@ def task_spec(plan: Plan, task: Task) -> str:
     if task.gate:
         gate = {"metric": task.gate.metric, "min": task.gate.min, "max": task.gate.max}
         spec["gate"] = {k: v for k, v in gate.items() if v is not None}
+    return spec
+
+
+def model_hash(plan: Plan, task: Task) -> str:
+    """A hash of the specs of `task` and of every task it reads from, transitively, with the
+    image each runs in: what a trained model depends on, besides its input data (whose content
+    hash the bundle records itself)."""
+    seen: dict[str, str] = {}
+
+    def visit(current: Task) -> None:
+        if current.id in seen:
+            return
+        seen[current.id] = _dump({"spec": _spec_dict(plan, current),
+                                  "image": current.options.image or plan.image})
+        for refs in current.inputs.values():
+            for ref in refs:
+                visit(plan.task(ref.task))
+
+    visit(task)
+    text = "\n".join(seen[name] for name in sorted(seen))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _dump(spec: dict[str, Any]) -> str:
     return json.dumps(spec, sort_keys=True, separators=(",", ":"), default=_json_default)
 
 
@@ -96,7 +138,8 @@ def build_pipeline(plan: Plan) -> Any:
 
         def add(task: Task) -> None:
             function = component_function(
-                task.component, [(name, plan.parameters[name].type) for name in task.params],
+                task.component, [(name, KFP_PARAM_TYPES[plan.parameters[name].type].__name__)
+                                 for name in task.params],
                 task.run_names, task.checks, task.fan_in)
             component = dsl.component(
                 function, base_image=task.options.image or plan.image, install_kfp_package=False)
@@ -127,21 +170,29 @@ def build_pipeline(plan: Plan) -> Any:
                         for task in group:
                             add(task)
 
-        for guarded in _guard_groups(plan.tasks):  # `on_empty: skip`: the source had rows
-            guard = guarded[0].guard
-            if guard is None:
-                place(guarded)
-            else:
-                with dsl.If(condition(guard), name=guard.label):
+        def add_all() -> None:
+            for guarded in _guard_groups(plan.tasks):  # `on_empty: skip`: the source had rows
+                guard = guarded[0].guard
+                if guard is None:
                     place(guarded)
+                else:
+                    with dsl.If(condition(guard), name=guard.label):
+                        place(guarded)
+
+        if plan.notify:  # an exit handler around every task, the notify task its exit task
+            with dsl.ExitHandler(_notify_task(plan, run_placeholders), name="run"):
+                add_all()
+        else:
+            add_all()
 
     body.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
         [
             inspect.Parameter(
                 name,
                 inspect.Parameter.POSITIONAL_OR_KEYWORD,
-                annotation=PARAM_TYPES[spec.type],
-                default=inspect.Parameter.empty if spec.default is None else spec.default,
+                annotation=KFP_PARAM_TYPES[spec.type],
+                default=inspect.Parameter.empty if spec.default is None
+                else kfp_parameter_value(spec.type, spec.default),
             )
             for name, spec in ((name, plan.parameters[name]) for name in param_names)
         ]
@@ -162,6 +213,31 @@ def _guard_groups(tasks: tuple[Task, ...]) -> list[tuple[Task, ...]]:
         else:
             groups.append([task])
     return [tuple(group) for group in groups]
+
+
+def _notify_task(plan: Plan, run_placeholders: dict[str, str]) -> Any:
+    """The exit task: its spec names the variables holding the URLs, never a URL; a target's
+    `secret:` becomes that variable through kfp-kubernetes. Never cached: a cached notification
+    is one never sent."""
+    from kfp import dsl
+
+    from skitflow.compile.components import NOTIFY_TASK, notify_function
+
+    component = dsl.component(notify_function(), base_image=plan.image, install_kfp_package=False)
+    component.component_spec.name = NOTIFY_TASK
+    spec = {"recipe": plan.name, "skitflow": __version__,
+            "targets": [entry.to_target() for entry in plan.notify]}
+    task = component(spec=_dump(spec), run_id=run_placeholders["id"],
+                     run_name=run_placeholders["name"], run_created=run_placeholders["date"])
+    task.set_caching_options(False)
+    secrets = [entry.target for entry in plan.notify if entry.target.secret]
+    if secrets:
+        kubernetes = import_kfp_kubernetes()
+        for target in secrets:
+            kubernetes.use_secret_as_env(
+                task, secret_name=target.secret,
+                secret_key_to_env={target.secret_key or target.env_name(): target.env_name()})
+    return task
 
 
 def _condition_groups(tasks: tuple[Task, ...]) -> list[list[Task]]:

@@ -162,3 +162,32 @@ def component_function(component: str, params: Sequence[tuple[str, str]],
         exec(compile(source, filename, "exec", dont_inherit=True), namespace)  # generated here
         _CACHE[key] = namespace[component]
     return _CACHE[key]
+
+
+#: The exit handler's task (recipes with `notify:`): it receives the run's final status from the
+#: backend and the run's identity from placeholders; it reads no outputs of the tasks it guards,
+#: which an exit task cannot consume.
+NOTIFY_TASK = "notify"
+NOTIFY_SOURCE = (
+    "def notify(status: PipelineTaskFinalStatus, spec: str, run_id: str, run_name: str, "
+    "run_created: str):\n"
+    '    """Tell the recipe\'s notify targets how the run ended (the exit handler\'s task)."""\n'
+    "    from skitflow import runtime\n"
+    "\n"
+    "    runtime.notify(status, spec, {'id': run_id, 'name': run_name, 'created': run_created})\n"
+)
+
+
+def notify_function() -> Callable[..., Any]:
+    """The exit handler's component function, generated like the others (kfp embeds its source)."""
+    key = (NOTIFY_TASK, (), (), False, 0)
+    if key not in _CACHE:
+        from kfp.dsl import PipelineTaskFinalStatus
+
+        filename = "<skitflow-component-notify>"
+        linecache.cache[filename] = (len(NOTIFY_SOURCE), None, NOTIFY_SOURCE.splitlines(True), filename)
+        namespace: dict[str, Any] = {"PipelineTaskFinalStatus": PipelineTaskFinalStatus,
+                                     "__name__": "skitflow.compile.components"}
+        exec(compile(NOTIFY_SOURCE, filename, "exec", dont_inherit=True), namespace)  # generated here
+        _CACHE[key] = namespace[NOTIFY_TASK]
+    return _CACHE[key]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -24,6 +24,7 @@ from skitflow.recipe.models import (
     Gate,
     Gpu,
     ItemOptions,
+    Notify,
     Parameter,
     Recipe,
     Resources,
@@ -56,7 +57,7 @@ class StepCall:
     step: str
     kind: Kind
     settings: dict[str, Any]
-    location: str  # "recipe.yaml:12:5", carried into the package for run-time errors
+    location: str  # "recipe.yaml:12:5", for messages at plan time and in `skitflow run`
     params: tuple[str, ...]
     package: str  # the distribution that provides the step; the task finds it by kind and name
     run_names: tuple[str, ...] = ()  # `run.*` names the settings use: id, date, name
@@ -65,6 +66,15 @@ class StepCall:
     stage: str | None = None
     checks: bool = False  # the step reports data checks (`expect`): the task gets a Metrics output
     on: str | None = None  # an expect on a split's output: `train` or `test`
+    #: Where the item is in the recipe ("steps[3]"): what the package carries instead of
+    #: `location`, so that an edit elsewhere that shifts lines changes no task's inputs (its cache
+    #: key); `skitflow run` maps it back through `Plan.locations`.
+    at: str = ""
+
+
+def path_label(path: Sequence[str | int]) -> str:
+    """("steps", 3) -> "steps[3]"; ("source",) -> "source"."""
+    return "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in path).lstrip(".")
 
 
 @dataclass(frozen=True)
@@ -145,6 +155,10 @@ class Plan:
     #: What the plan decided that the recipe does not spell out (where fitted steps run).
     notes: tuple[str, ...] = ()
     branches: int = 1  # matrix branches unrolled into the tasks
+    #: StepCall.at -> "file:line:col": how a run-time failure finds its line in the recipe.
+    locations: Mapping[str, str] = field(default_factory=dict)
+    #: Who hears when a run ends (the recipe's `notify:`): compiled to an exit handler.
+    notify: tuple[Notify, ...] = ()
 
     def task(self, task_id: str) -> Task:
         return next(t for t in self.tasks if t.id == task_id)
@@ -194,6 +208,7 @@ class _Planner:
         self.used_ids: set[str] = set()
         self.notes: list[str] = []
         self.suffix = ""  # a matrix branch's label, added to each of its task names
+        self.locations: dict[str, str] = {}  # places that are not a step call (predict)
 
     # -- items -------------------------------------------------------------------------------
     def parse_item(self, slot: str, item: dict[str, Any], path: Path) -> _Item | None:
@@ -280,6 +295,7 @@ class _Planner:
             run_names=tuple(sorted(referenced_run_names(raw_settings))),
             package=entry.package,
             checks=step.reports_checks,
+            at=path_label(path),
         )
         return _Item(call, step, settings, options, path, frozenset(option_values), checkable)
 
@@ -522,8 +538,8 @@ class _Planner:
             location, _ = self.map.locate(("predict",), key=True)
             task_id = self.task_id(r.predict.name, "predict")
             inputs = {"data": (dataset,), **({"model": outputs["model"]} if trained else {})}
-            settings = {**r.predict.model_dump(exclude={"name"}),
-                        "location": f"{self.file_label}:{location.line}:{location.column}"}
+            settings = {**r.predict.model_dump(exclude={"name"}), "at": "predict"}
+            self.locations["predict"] = f"{self.file_label}:{location.line}:{location.column}"
             condition = gate_condition if trained else None
             # A bundle named by path can change under the same name: never reuse a cached result.
             options = defaults if trained or defaults.caching is not None else \
@@ -552,6 +568,8 @@ class _Planner:
             schedule=r.schedule,
             warnings=tuple(self.warnings),
             notes=tuple(self.notes),
+            notify=tuple(r.notify),
+            locations={**{c.at: c.location for t in tasks for c in t.calls}, **self.locations},
         )
 
     def split_expectations(self, split: _Item, columns: _Columns) -> tuple[StepCall, ...]:

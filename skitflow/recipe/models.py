@@ -17,7 +17,7 @@ import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator, model_validator
 
 from skitflow.recipe.coerce import PARAM_TYPES, coerce_value, matches_type  # noqa: F401 (PARAM_TYPES: re-exported)
 from skitflow.recipe.templating import ParamRef
@@ -27,6 +27,11 @@ from skitflow.util.durations import parse_duration as parse_duration  # re-expor
 ParamOr = Annotated[ParamRef, WithJsonSchema({"type": "string", "pattern": r"\{\{.*\}\}"})]
 
 NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
+#: The type a parameter has in the KFP package. Lists and dicts travel as JSON text: as KFP
+#: LIST/STRUCT values they pass through protobuf's Struct, where every number is a double, so
+#: `{max_depth: 4}` reached the task as 4.0 and xgboost refused it. The task decodes the text with
+#: the declared type (`coerce_parameter`), which keeps ints ints.
+KFP_PARAM_TYPES = {**PARAM_TYPES, "list": str, "dict": str}
 ARTIFACT_ROLES = ("dataset", "train", "test", "model", "metrics", "report", "predictions")
 
 
@@ -179,6 +184,92 @@ class Schedule(_Strict):
     enabled: bool = True
 
 
+NotifyEvent = Literal["failure", "gate_failed", "success"]
+_ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+
+class _NotifyTarget(_Strict):
+    on: list[NotifyEvent] = Field(
+        default_factory=lambda: list[NotifyEvent](["failure", "gate_failed"]),
+        description="When to send: failure, gate_failed (the run passed but the gate did not), success.")
+    secret: str | None = Field(
+        None, description="Kubernetes secret holding the URL; on Kubeflow its key `secret_key` "
+        "becomes the environment variable of the notify task.")
+    secret_key: str | None = Field(None, description="Key in `secret` (default: the variable's name).")
+
+    @field_validator("on")
+    @classmethod
+    def _some_event(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("`on` is empty: name at least one of failure, gate_failed, success")
+        return list(dict.fromkeys(value))
+
+    def env_name(self) -> str:
+        raise NotImplementedError
+
+
+def _env_name(value: str) -> str:
+    if "://" in value or not re.fullmatch(_ENV_NAME, value):
+        raise ValueError(f"`{value}` is not an environment variable name; URLs never go into a "
+                         "recipe: put the URL in an environment variable (or a Kubernetes secret, "
+                         "`secret:`) and name the variable here")
+    return value
+
+
+class SlackNotify(_NotifyTarget):
+    """A Slack message through an incoming webhook whose URL is in an environment variable."""
+
+    webhook_env: str = Field("SLACK_WEBHOOK_URL", description="Variable holding the webhook URL.")
+    channel: str | None = Field(None, description="Channel to post to, e.g. #ml-alerts.")
+    mention: list[str] = Field(default_factory=list, description="Users or groups to mention, e.g. "
+                               "@here or <@U123>; on failure and gate_failed only.")
+
+    _check_env = field_validator("webhook_env")(_env_name)
+
+    def env_name(self) -> str:
+        return self.webhook_env
+
+
+class WebhookNotify(_NotifyTarget):
+    """A JSON POST of the run's outcome to a URL held in an environment variable."""
+
+    url_env: str = Field(description="Variable holding the URL.")
+
+    _check_env = field_validator("url_env")(_env_name)
+
+    def env_name(self) -> str:
+        return self.url_env
+
+
+class Notify(_Strict):
+    """One notification target: exactly one of `slack` or `webhook`."""
+
+    slack: SlackNotify | None = None
+    webhook: WebhookNotify | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Notify:
+        if (self.slack is None) == (self.webhook is None):
+            raise ValueError("a notify entry names exactly one of `slack` or `webhook`")
+        return self
+
+    @property
+    def target(self) -> SlackNotify | WebhookNotify:
+        return self.slack or self.webhook  # type: ignore[return-value]
+
+    @property
+    def kind(self) -> str:
+        return "slack" if self.slack is not None else "webhook"
+
+    def to_target(self) -> dict[str, Any]:
+        """Plain values for `util.notify.Target` (and the exit task's spec): no URL, only the
+        variable that holds it."""
+        target = self.target
+        return {"kind": self.kind, "env": target.env_name(), "on": list(target.on),
+                **({"channel": self.slack.channel, "mention": list(self.slack.mention)}
+                   if self.slack is not None else {})}
+
+
 #: Options a step item may carry beside its step name, per place in the recipe.
 COMMON_OPTIONS = ("name", *TaskOptions.model_fields)
 SLOT_OPTIONS: dict[str, tuple[str, ...]] = {
@@ -242,6 +333,9 @@ class Recipe(_Strict):
     matrix: dict[str, Any] | None = Field(
         None, description="Names mapped to lists of values; the branches are their cross product, "
         "less `exclude:` (a list of mappings). `{{ matrix.NAME }}` reads a branch's value.")
+    notify: list[Notify] = Field(
+        default_factory=list, description="Who hears when a run ends: Slack or a JSON webhook. "
+        "An exit handler on Kubeflow, the end of `skitflow run` locally.")
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -255,6 +349,22 @@ class Recipe(_Strict):
             if spec.default is not None and not matches_type(spec.default, spec.type):
                 raise ValueError(f"default of `{name}` is not a {spec.type}: {spec.default!r}")
         return value
+
+
+def kfp_parameter_value(type_name: str, value: Any) -> Any:
+    """A parameter value as the KFP package declares it (see KFP_PARAM_TYPES): JSON text for a
+    list or dict, the value itself otherwise. Used for defaults, `skitflow run` and submit alike."""
+    import json
+
+    if type_name in ("list", "dict") and not isinstance(value, str):
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return value
+
+
+def kfp_arguments(declared: dict[str, Parameter], values: dict[str, Any]) -> dict[str, Any]:
+    """Run arguments as the package takes them (lists and dicts as JSON text)."""
+    return {name: kfp_parameter_value(declared[name].type, value) if name in declared else value
+            for name, value in values.items()}
 
 
 def coerce_parameter(name: str, spec: Parameter, value: Any) -> Any:

@@ -268,6 +268,8 @@ class _Builder:
         if not isinstance(key, str | int | float | bool) or key is None:
             self.problems.append(Problem("mapping keys must be plain names", where))
             return _SKIP
+        if isinstance(key, bool) and isinstance(event, yaml.ScalarEvent):
+            key = event.value  # YAML 1.1 reads a key `on:` (or yes/no/off) as a boolean: keep its text
         key = key if isinstance(key, str) else str(key)
         child = (*parent.path, key)
         if key in parent.value:

@@ -39,11 +39,13 @@ from typing import Any
 from skitflow.compile.build import Package
 from skitflow.compile.emit import write_package
 from skitflow.errors import Location, Problem, SkitflowError, StepFailed
+from skitflow.recipe.models import kfp_arguments
 from skitflow.run import task_processes
 from skitflow.run.parity import parity_lines
 from skitflow.run.runtime import FAILURE_MARKER
 from skitflow.util.atomic import sweep_stale_temps, write_text
 from skitflow.util.hashing import file_digest
+from skitflow.util.notify import LOCAL_RUN_ENV
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _EXECUTING = re.compile(r"Executing task '([^']+)'")
@@ -135,6 +137,7 @@ class _Tracker:
         self.groups = _group_members(package.text)
         self.listener = listener
         self.failures: list[dict[str, Any]] = []
+        self.locations = package.plan.locations
 
     def _update(self, task_id: str, **changes: Any) -> None:
         state = self.tasks.setdefault(task_id, TaskState(task_id))
@@ -166,6 +169,9 @@ class _Tracker:
         if stripped.startswith(FAILURE_MARKER):
             with contextlib.suppress(ValueError):
                 record = json.loads(stripped[len(FAILURE_MARKER):])
+                # the task names its step by place ("steps[3]"): the line it is on is ours to know
+                if record.get("location") in self.locations:
+                    record["at"], record["location"] = record["location"], self.locations[record["location"]]
                 if not any(f.get("task") == record.get("task") for f in self.failures):
                     self.failures.append(record)
             return
@@ -370,6 +376,7 @@ def run_package(
     out_dir.mkdir(parents=True, exist_ok=True)
     package_path = write_package(out_dir / "package.yaml", package.text)
     patch_kfp_local(run_subprocess=task_processes.run_task_process)
+    os.environ[LOCAL_RUN_ENV] = "1"  # the exit task leaves notifying to the CLI (run/notify_local.py)
     tracker = _Tracker(package, listener)
     init: dict[str, Any] = {"runner": local.SubprocessRunner(use_venv=False),
                             "pipeline_root": str(out_dir.resolve()), "raise_on_error": False}
@@ -398,7 +405,7 @@ def run_package(
                 local.init(**init)
                 pipeline = components.load_component_from_file(str(package_path))
                 try:
-                    pipeline(**arguments)
+                    pipeline(**kfp_arguments(package.plan.parameters, dict(arguments)))
                 except RuntimeError as exc:  # kfp.local reports a failed pipeline this way
                     tracker.failures.append({"task": None, "error": str(exc)})
                 completed = True
@@ -524,7 +531,7 @@ def _failure_problem(failure: Mapping[str, Any], result: RunResult, recipe_file:
     task = failure.get("task") or "?"
     step = failure.get("step")
     location = None
-    if failure.get("location"):
+    if failure.get("location") and failure["location"].count(":") >= 2:
         _, line, column = failure["location"].rsplit(":", 2)
         location = Location(recipe_file, int(line), int(column))
     what = f"step `{step}` in task `{task}`" if step else f"task `{task}`"

@@ -14,6 +14,7 @@ from typing import Any
 
 from skitflow.plan.planner import Plan, Task
 from skitflow.recipe.models import TaskOptions
+from skitflow.util.notify import LOCAL_RUN_ENV
 
 
 def parity_lines(plan: Plan, environ: Mapping[str, str]) -> list[str]:
@@ -39,6 +40,14 @@ def parity_lines(plan: Plan, environ: Mapping[str, str]) -> list[str]:
         state = "set locally" if environ.get(env) else "NOT set locally"
         lines.append(f"secret `{secret}` key `{key}` -> ${env} ({_tasks(tasks)}): imitated by the "
                      f"environment; {env} is {state}")
+    for entry in plan.notify:
+        target = entry.target
+        env = target.env_name()
+        state = "set locally" if environ.get(env) else "NOT set locally: it will not be sent"
+        via = f" (secret `{target.secret}` on Kubeflow)" if target.secret else ""
+        lines.append(f"notify {entry.kind} ${env}{via}: sent by `skitflow run` when the run ends, "
+                     f"not by the exit task `notify` (it sees {LOCAL_RUN_ENV} and leaves it to the "
+                     f"CLI, so it is sent once); {env} is {state}")
     return lines
 
 

@@ -37,6 +37,8 @@ class _Call:
     location: str
     stage: str | None = None  # see StepCall.stage: "prepare" | "model" | None
     on: str | None = None  # an expect on a split: which output it checks (train or test)
+    # `location` is the item's place in the recipe ("steps[3]", StepCall.at); `skitflow run`
+    # maps it to file:line:col (Plan.locations)
 
 
 class _TaskRun:
@@ -82,9 +84,9 @@ class _TaskRun:
                 step = _load_step(call)()
                 settings = step.Settings.model_validate(resolved)
             except Exception as exc:
-                self.report_failure(call["step"], call["location"], exc)
+                self.report_failure(call["step"], call.get("at"), exc)
                 raise
-            self.calls.append(_Call(step, settings, call["location"], call.get("stage"),
+            self.calls.append(_Call(step, settings, call.get("at", ""), call.get("stage"),
                                     call.get("on")))
 
     def chain(self) -> Any:
@@ -413,7 +415,7 @@ def train(train: Any, model: Any, spec: str, params: Mapping[str, Any],
     started = time.perf_counter()
     try:
         metadata = train_bundle(frame, run.chain(), call.step, call.settings, model.path, run.ctx,
-                                {"recipe_hash": run.spec["recipe_hash"]})
+                                {"model_hash": run.spec.get("model_hash")})
     except Exception as exc:
         run.failed(call, exc)
         raise
@@ -424,7 +426,7 @@ def train(train: Any, model: Any, spec: str, params: Mapping[str, Any],
 
 
 #: What the model artifact's metadata shows (the bundle file holds everything else).
-_MODEL_SUMMARY = ("recipe", "recipe_hash", "run_id", "trainer", "library", "task", "target",
+_MODEL_SUMMARY = ("recipe", "model_hash", "run_id", "trainer", "library", "task", "target",
                   "classes", "features", "features_out", "steps", "params", "n_rounds",
                   "train_rows", "train_data_sha256", "bundle_bytes", "versions")
 
@@ -446,6 +448,9 @@ def evaluate(model: Any, test: Any, metrics: Any, classification: Any, report: A
     if result.confusion_matrix is not None:
         labels, matrix = result.confusion_matrix
         classification.log_confusion_matrix([str(x) for x in labels], [[int(v) for v in row] for row in matrix])
+    # The artifact's file must exist even when only its metadata matters: kfp.local's cache treats
+    # a cached artifact without its file as missing, so the evaluation was never reused.
+    write_text(classification.path, json.dumps(_json_safe(dict(classification.metadata)), sort_keys=True))
     expectations = (test.metadata or {}).get("expectations", [])
     for record in expectations:  # checks that warned upstream are part of this model's record
         if not record["passed"]:
@@ -598,7 +603,7 @@ def predict(data: Any, model: Any, out: Any, spec: str, params: Mapping[str, Any
         scored = bundle.predictions(frame, output=settings["output"], scores=settings["scores"],
                                     score_prefix=settings["score_prefix"], raw=model is None)
     except Exception as exc:
-        run.report_failure("predict", settings.get("location"), exc)
+        run.report_failure("predict", settings.get("at"), exc)
         raise
     file_format = run.spec.get("format", "parquet")
     write_dataset(scored, out.path, file_format)
@@ -617,6 +622,52 @@ def _model_file(where: str, run: _TaskRun) -> str:
 
         return open_for_read(where, os.path.join(run.ctx.workdir, ".model"), environ=os.environ)
     return where.removeprefix("file://")
+
+
+def notify(status: Any, spec: str, identity: Mapping[str, str]) -> None:
+    """The exit handler's task: tell the recipe's notify targets how the run ended.
+
+    It knows the final status the backend gives it (state and error message) and the run's
+    identity; not the metrics or the gate (see util.notify). It never fails: a notification that
+    cannot be sent is logged, and the run's own status stays what the backend decided.
+    """
+    from skitflow.util.notify import (
+        EXIT_HANDLER_NOTE,
+        LOCAL_RUN_ENV,
+        UI_URL_ENV,
+        RunReport,
+        Target,
+        deliver,
+    )
+
+    def log(message: str) -> None:
+        print(f"[notify] {redact(message)}", flush=True)
+
+    if os.environ.get(LOCAL_RUN_ENV):
+        log("skitflow run sends this run's notifications itself when the run ends")
+        return
+    try:
+        data = json.loads(spec)
+        run = run_identity(identity)
+        state = str(getattr(status, "state", "") or "").upper()
+        seconds = None
+        if run.get("created"):
+            created = _dt.datetime.fromisoformat(run["created"].replace("Z", "+00:00"))
+            seconds = max(0.0, (_dt.datetime.now(_dt.UTC) - created).total_seconds())
+        ui = os.environ.get(UI_URL_ENV, "").rstrip("/")
+        report = RunReport(
+            recipe=data["recipe"],
+            status="succeeded" if state == "SUCCEEDED" else
+            "interrupted" if state.startswith("CANCEL") else "failed",
+            run_name=run.get("name", ""), run_id=run.get("id", ""),
+            link=f"{ui}/#/runs/details/{run['id']}" if ui and run.get("id") else None,
+            seconds=seconds, notes=[EXIT_HANDLER_NOTE])
+        if report.status != "succeeded":
+            message = getattr(status, "error_message", None) or f"the run ended {state or 'unknown'}"
+            report.failure = {"task": None, "error": redact(str(message))}
+        deliver(report, [Target.from_dict(t) for t in data["targets"]], environ=os.environ, log=log)
+    except Exception as exc:  # the run's outcome is decided; a notification must not change it
+        log(f"notifications not sent: {_describe(exc)}")
 
 
 def _record_gate(path: str, verdict: dict[str, Any]) -> None:

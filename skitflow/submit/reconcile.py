@@ -33,7 +33,7 @@ from skitflow.compile.build import Package, compile_loaded
 from skitflow.errors import RemoteError, SkitflowError
 from skitflow.plan.cluster import require_cluster_ready
 from skitflow.recipe.loader import load_recipe_file
-from skitflow.recipe.models import Schedule
+from skitflow.recipe.models import Schedule, kfp_arguments
 from skitflow.recipe.parameters import parse_assignments, read_params_file, resolve_parameters
 from skitflow.steps.registry import default_registry
 from skitflow.submit.client import Kfp
@@ -135,6 +135,11 @@ class Submission:
     @property
     def recipe(self) -> str:
         return self.package.name
+
+    @property
+    def kfp_arguments(self) -> dict[str, Any]:
+        """The run's parameter values as the package declares them (lists/dicts as JSON text)."""
+        return kfp_arguments(self.package.plan.parameters, self.arguments or {})
 
 
 def prepare(
@@ -336,7 +341,7 @@ def start_run(kfp: Kfp, submission: Submission, result: SubmitResult) -> tuple[s
             description=description,
             pipeline_version_reference=V2beta1PipelineVersionReference(
                 pipeline_id=result.pipeline_id, pipeline_version_id=result.version_id),
-            runtime_config=V2beta1RuntimeConfig(parameters=submission.arguments or {}),
+            runtime_config=V2beta1RuntimeConfig(parameters=submission.kfp_arguments),
         )
         return client.runs.run_service_create_run(run=body).run_id, name
 
@@ -415,7 +420,7 @@ def reconcile_schedule(kfp: Kfp, submission: Submission, result: SubmitResult) -
     spec = submission.schedule
     assert spec is not None
     name = schedule_name(submission.recipe)
-    arguments = submission.arguments or {}
+    arguments = submission.kfp_arguments
     replaced = {"any": False}
 
     def operation(client: Any) -> ScheduleChange:

@@ -72,7 +72,7 @@ FEATURES = (
     Feature("task retries (`retries:`)", (2, 5, 0),
             "older backends compile `retryPolicy` but never retry (kubeflow/pipelines#9950, fixed "
             "by #11673)", _with_retries),
-    Feature("final-status inputs of exit handlers", (2, 14, 0),
+    Feature("final-status inputs of exit handlers (`notify:`)", (2, 14, 0),
             "PipelineTaskFinalStatus is executed from 2.14.0 (kubeflow/pipelines#11953)",
             _with_final_status),
 )

@@ -255,3 +255,41 @@ def test_an_exit_handler_runs_after_a_failure(runtime_env: RuntimeEnv, store: Ob
     assert run.task("fail").status == "failed"
     assert run.task("report").status == "succeeded"
     assert json.loads(json.dumps(run.task("report").parameters))["Output"] == "FAILED"
+
+
+NOTIFY_RECIPE = """\
+apiVersion: skitflow/v1
+name: notify-parity
+source:
+  csv: {{path: {path}}}
+steps:
+  - drop_duplicates: {{subset: [ticket_id]}}
+notify:
+  - webhook: {{url_env: HOOK_URL, on: [failure, success], secret: hooks, secret_key: url}}
+"""
+
+
+@pytest.mark.parametrize("fails", [True, False], ids=["failed-run", "succeeded-run"])
+def test_notify_runs_as_the_exit_handler_with_the_final_status(fails: bool, runtime_env: RuntimeEnv,
+                                                               store: ObjectStore, tmp_path: Path) -> None:
+    """skitflow's own exit handler: the notify task runs after the guarded tasks whatever they did,
+    gets the URL only from the Kubernetes secret, and posts the final status it was given."""
+    from tests.notify_receiver import running_receiver
+
+    path = tmp_path / "missing.csv" if fails else TICKETS
+    package = compile_text(NOTIFY_RECIPE.format(path=path), tmp_path)
+    secret_url = "/hooks/T024BE7LD/Xk9vQ2mZ8pL4rT6wY1nB3cD5"
+    with running_receiver() as receiver:
+        assert receiver.url not in package
+        run = launch(package, runtime_env, store, tmp_path, f"notify-{'failed' if fails else 'ok'}",
+                     secrets={"hooks": {"url": receiver.url + secret_url}})
+    assert run.status == ("failed" if fails else "succeeded"), failure_log(run)
+    assert run.task("notify").status == "succeeded", failure_log(run)
+    [body] = receiver.bodies(secret_url)
+    assert body["event"] == ("failure" if fails else "success")
+    assert body["run"]["id"] == run.run_id and body["run"]["name"]
+    assert body["seconds"] is not None and body["seconds"] >= 0
+    assert "metrics" not in body and "cannot read the outputs" in body["notes"][0]
+    if fails:
+        assert body["failure"]["error"], body
+    assert "Xk9vQ2mZ8pL4rT6wY1nB3cD5" not in run.task("notify").log
