@@ -52,7 +52,8 @@ def task_spec(plan: Plan, task: Task) -> str:
     if task.role:
         spec["role"] = task.role
     if task.gate:
-        gate = {"metric": task.gate.metric, "min": task.gate.min, "max": task.gate.max}
+        gate = {"metric": task.gate.metric, "min": task.gate.min, "max": task.gate.max,
+                "beat": task.gate.beat, "by": task.gate.by if task.gate.beat is not None else None}
         spec["gate"] = {k: v for k, v in gate.items() if v is not None}
     return json.dumps(spec, sort_keys=True, separators=(",", ":"), default=_json_default)
 
