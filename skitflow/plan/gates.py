@@ -41,7 +41,11 @@ def gate_problems(gate: Gate, evaluator: Step, source_map: SourceMap) -> list[Pr
             _PATH, f"the gate on `{metric}` has no threshold, so every model would pass",
             f"add `{way}: <value>`, or `beat: <published model>` to publish only better models",
             key=True))
-    if gate.beat is not None:
+    if isinstance(gate.beat, str) and not gate.beat.strip():
+        problems.append(source_map.problem((*_PATH, "beat"), "`beat:` is empty",
+                                           "name the published model bundle: a path or s3:// URI",
+                                           key=True))
+    elif gate.beat is not None:
         if direction is None:
             problems.append(source_map.problem(
                 (*_PATH, "beat"), f"`beat:` needs to know whether a higher or lower `{metric}` is "

@@ -487,10 +487,11 @@ class _Planner:
                     label=f"gate-{gate.metric}".replace("_", "-"), op="==", value=True,
                     ref=Ref(task_id, "passed"),
                 )
-        for item in sinks:
+        for item in sinks:  # only the model waits for the gate: its metrics and report say why
             assert item is not None
             if item.options.input in ("model", "metrics", "report"):
-                tasks.append(self.sink_task(item, outputs, defaults, gate_condition))
+                condition = gate_condition if item.options.input == "model" else None
+                tasks.append(self.sink_task(item, outputs, defaults, condition))
         if r.predict is not None:
             trained = r.predict.model == "trained"
             location, _ = self.map.locate(("predict",), key=True)

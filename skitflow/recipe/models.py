@@ -164,8 +164,8 @@ class Gate(_Strict):
     metric: str = Field(description="Evaluator metric, e.g. f1_macro or rmse.")
     min: float | ParamOr | None = Field(None, description="Pass when metric >= min (scores).")
     max: float | ParamOr | None = Field(None, description="Pass when metric <= max (errors).")
-    beat: str | None = Field(
-        None, min_length=1,
+    beat: str | ParamOr | None = Field(
+        None,
         description="The published model bundle (path or s3:// URI) the new model must beat.")
     by: float | ParamOr = Field(
         0.0, description="With `beat`: how much better the new model's metric must be.")
