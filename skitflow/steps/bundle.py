@@ -208,8 +208,11 @@ class Bundle:
             if item.stage == "model" and isinstance(item.step, FeatureTransform):
                 column = item.step.source_column(item.settings)
                 block = f"{item.step.name}:{getattr(item.settings, 'prefix', None) or column}"
-                empty = pd.DataFrame({column: pd.Series([], dtype=object)})
-                known[block] = item.step.features(item.state or {}, empty, item.settings)[1]
+                one = pd.DataFrame({column: [""]})  # vectorizers refuse zero rows
+                try:
+                    known[block] = item.step.features(item.state or {}, one, item.settings)[1]
+                except Exception:  # a plugin that cannot name its features: numbered below
+                    known[block] = []
         for spec in self.design.blocks:
             width, terms = int(spec["width"]), known.get(spec["name"], [])
             names += terms if len(terms) == width else [f"{spec['name']}#{j}" for j in range(width)]
