@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 EXIT_INVALID_INPUT = 2
 EXIT_FAILURE = 1
+#: `skitflow run`: every task ran, but the gate refused the model (it was not published).
+EXIT_GATE_FAILED = 3
 
 
 @dataclass(frozen=True, order=True)

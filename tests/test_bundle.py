@@ -363,3 +363,31 @@ def test_the_evaluator_compares_the_target_as_the_model_saw_it(tmp_path: Path) -
     assert meta["classes"] == [0, 1, 2]  # codes of the label-encoded target
     evaluation = Classification().run(path, test, Classification.Settings(target="intent"), ctx())
     assert evaluation.scalars["accuracy"] > 0.95 and evaluation.details["unseen_rows"] == 0
+
+
+def test_feature_names_and_importance_name_text_features_by_their_terms(tmp_path: Path) -> None:
+    import pandas as pd
+
+    from skitflow.steps.base import RunContext
+    from skitflow.steps.bundle import Chain, ChainStep, train_bundle
+    from skitflow.steps.text import Tfidf
+    from skitflow.steps.trainers import Linear
+
+    frame = pd.DataFrame({"text": ["refund my bill", "reset password", "bill again", "password lost"] * 10,
+                          "n": [1.0, 2.0, 3.0, 4.0] * 10, "note": ["x"] * 40,
+                          "label": ["billing", "tech", "billing", "tech"] * 10})
+    chain = Chain([ChainStep(Tfidf(), Tfidf.Settings(column="text"), "model")])
+    path = str(tmp_path / "model.zip")
+    meta = train_bundle(frame, chain, Linear(), Linear.Settings(target="label"), path,
+                        RunContext("r", "", "", str(tmp_path), log=None))
+    assert list(meta["ignored_columns"]) == ["note"]  # `text` became the tfidf block
+    assert meta["ignored_columns"]["note"].startswith("not numeric (")
+    assert "`tfidf` or `hashing`" in meta["ignored_columns"]["note"]
+    bundle = load_bundle(path)
+    names = bundle.feature_names()
+    assert names[0] == "n" and len(names) == bundle.design.width
+    assert {n.split(":", 1)[1] for n in names[1:]} == {"refund", "my", "bill", "reset", "password",
+                                                        "again", "lost"}
+    ranked = dict(bundle.feature_importance())
+    assert max(ranked, key=ranked.get).split(":")[-1] in {"bill", "password"}  # the words that decide
+    assert all(v > 0 for v in ranked.values())

@@ -254,3 +254,41 @@ split:
     wired = {name: task["inputs"]["parameters"] for name, task in spec["root"]["dag"]["tasks"].items()}
     assert wired["split-train-test"]["param_d"] == {"componentInputParameter": "d"}
     assert any(p.get("param_b") == {"componentInputParameter": "b"} for p in wired.values())
+
+
+BEAT = """\
+apiVersion: skitflow/v1
+name: beat
+parameters:
+  margin: {type: float, default: 0.01}
+  published: {type: str, default: s3://models/beat/model.zip}
+source:
+  csv: {path: data.csv, columns: [x, label]}
+split:
+  train_test: {test_size: 0.2}
+trainer:
+  linear: {target: label}
+evaluator:
+  classification: {target: label}
+  gate: {metric: f1_macro, min: 0.7, beat: "{{ params.published }}", by: "{{ params.margin }}"}
+sinks:
+  - s3: {uri: "{{ params.published }}"}
+    input: model
+  - s3: {uri: "s3://models/beat/reports/"}
+    input: report
+"""
+
+
+def test_a_champion_gate_reaches_the_task_uncached_and_only_the_model_waits_for_it(tmp_path: Path) -> None:
+    package = compile_recipe(load_recipe_text(BEAT, "beat.yaml"))
+    spec = check_package(package.text, tmp_path)
+    tasks = spec["root"]["dag"]["tasks"]
+    evaluate = tasks["evaluate-classification"]
+    task_spec = json.loads(evaluate["inputs"]["parameters"]["spec"]["runtimeValue"]["constant"])
+    assert task_spec["gate"] == {"metric": "f1_macro", "min": 0.7, "beat": {"$param": "published"},
+                                 "by": {"$param": "margin"}}
+    assert task_spec["param_types"] == {"margin": "float", "published": "str"}
+    assert evaluate["cachingOptions"] == {}  # the published model changes under its name
+    assert "s3-report" in tasks  # the report is written whatever the verdict
+    gated = spec["components"]["comp-condition-1"]["dag"]["tasks"]
+    assert list(gated) == ["s3-model"]

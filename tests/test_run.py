@@ -65,8 +65,13 @@ def test_a_failed_gate_keeps_the_model_out_of_its_sinks(tmp_path: Path) -> None:
     published = tmp_path / "published"
     result = skitflow("run", "examples/tickets.yaml", "--out", tmp_path / "run", "--no-cache",
                       "--param", "min_f1=0.999", "--param", f"out_dir={published}")
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 3, result.stdout + result.stderr  # not 1: no step failed
     assert "gate FAILED: the model was not written" in result.stdout
+    assert "is below the minimum 0.999" in result.stdout
+    assert "the gate refused the model" in result.stderr and "Traceback" not in result.stderr
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["succeeded"] is True and summary["gate"]["passed"] is False
+    assert summary["gate"]["reason"].startswith("f1_macro ") and "gate_passed" not in summary["metrics"]
     assert (published / "tickets-classifier" / "dataset.parquet").exists()
     assert not (published / "tickets-classifier" / "model.zip").exists()
 
@@ -295,3 +300,94 @@ def test_text_features_fitted_on_train_rows_a_bundle_and_batch_scoring(tmp_path:
     shell = skitflow("predict", "out/model.zip", "raw.csv", "-o", "shell.csv", "--output", "guess", cwd=tmp_path)
     assert shell.returncode == 0, shell.stderr
     assert pd.read_csv(tmp_path / "shell.csv")["guess"].tolist() == scored["guess"].tolist()
+
+
+CHAMPION = """\
+apiVersion: skitflow/v1
+name: champion
+parameters:
+  C: {type: float, default: 1.0}
+source:
+  csv: {path: data.csv}
+split:
+  train_test: {test_size: 0.3, stratify: label, seed: 4}
+trainer:
+  linear: {target: label, features: [a, b], C: "{{ params.C }}"}
+evaluator:
+  classification: {target: label}
+  gate: {metric: f1_macro, min: 0.1, beat: published/model.zip, by: 0.01}
+sinks:
+  - file: {path: published/model.zip}
+    input: model
+  - file: {path: reports/}
+    input: report
+"""
+
+
+def test_champion_challenger_publishes_only_a_better_model(tmp_path: Path) -> None:
+    from tests.html_tables import ReportPage
+    from tests.test_trainers import learnable
+
+    learnable(900).to_csv(tmp_path / "data.csv", index=False)
+    (tmp_path / "recipe.yaml").write_text(CHAMPION)
+    published = tmp_path / "published" / "model.zip"
+
+    # nothing published yet: the threshold alone decides, and the summary says so
+    first = skitflow("run", "recipe.yaml", "--out", "run1", cwd=tmp_path)
+    assert first.returncode == 0, first.stdout + first.stderr
+    gate = json.loads((tmp_path / "run1" / "summary.json").read_text())["gate"]
+    assert gate["passed"] is True and gate["champion"] == "none yet" and gate["champion_score"] is None
+    assert gate["reason"].startswith("no published model at published/model.zip yet: the threshold "
+                                     "alone decides")
+    assert "threshold alone decides" in first.stdout
+    champion_bytes = published.read_bytes()
+    champion_f1 = json.loads((tmp_path / "run1" / "summary.json").read_text())["metrics"]["f1_macro"]
+
+    # a worse model (heavily regularised) is scored against the published one and not published
+    second = skitflow("run", "recipe.yaml", "--out", "run2", "-p", "C=0.0001", cwd=tmp_path)
+    assert second.returncode == 3, second.stdout + second.stderr
+    summary = json.loads((tmp_path / "run2" / "summary.json").read_text())
+    gate = summary["gate"]
+    assert summary["succeeded"] is True and gate["passed"] is False and gate["champion"] == "scored"
+    assert gate["champion_score"] == pytest.approx(champion_f1)  # the same test set, the same code
+    assert summary["metrics"]["f1_macro"] < champion_f1
+    assert "does not beat the published model's" in gate["reason"]
+    assert "the gate refused the model" in second.stderr
+    assert summary["tasks"]["file-model"]["status"] == "skipped"
+    assert published.read_bytes() == champion_bytes  # the better model stays published
+    # the report still reaches its sink, with the verdict and both models side by side
+    report = ReportPage((tmp_path / "reports" / "report.html").read_text())
+    assert report.texts["Gate"][0] == "gate FAILED"
+    assert report.pairs("Gate")["reason"] == gate["reason"]
+    side = {row[0]: row for row in report.table("Champion vs challenger")[1:]}
+    assert float(side["f1_macro (gate)"][2]) == pytest.approx(champion_f1, abs=1e-4)
+    assert side["f1_macro (gate)"][4] == "published"
+    metrics = json.loads((tmp_path / summary["run_dir"] / "evaluate-classification" / "metrics").read_text())
+    assert metrics["gate"]["passed"] is False and metrics["gate"]["champion_score"] == gate["champion_score"]
+
+    # a better model (by at least `by`) replaces it
+    third = skitflow("run", "recipe.yaml", "--out", "run3", "-p", "C=0.0001", "--no-cache", cwd=tmp_path)
+    assert third.returncode == 3
+    published.unlink()
+    fourth = skitflow("run", "recipe.yaml", "--out", "run4", "-p", "C=0.0001", cwd=tmp_path)
+    assert fourth.returncode == 0, fourth.stdout + fourth.stderr  # nothing to beat now
+    assert published.read_bytes() != champion_bytes
+    fifth = skitflow("run", "recipe.yaml", "--out", "run5", cwd=tmp_path)
+    assert fifth.returncode == 0, fifth.stdout + fifth.stderr
+    gate = json.loads((tmp_path / "run5" / "summary.json").read_text())["gate"]
+    assert gate["passed"] is True and "beats the published model's" in gate["reason"]
+    assert published.read_bytes() == champion_bytes  # the same data and settings: the same bytes
+
+
+def test_a_recipe_without_a_gate_shows_no_verdict(tmp_path: Path) -> None:
+    (tmp_path / "data.csv").write_text("x,y\n" + "".join(f"{i},{i % 2}\n" for i in range(40)))
+    (tmp_path / "recipe.yaml").write_text(FAILING.replace("failing", "plain").replace(
+        "  - file: {path: out/model.json, overwrite: false}\n    input: model\n",
+        "  - file: {path: out/}\n    input: report\n") + "evaluator:\n  classification: {target: y}\n")
+    result = skitflow("run", "recipe.yaml", "--out", "run", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "gate passed" not in result.stdout and "gate FAILED" not in result.stdout
+    assert "score nan" not in result.stdout
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["gate"] is None
+    assert (tmp_path / "out" / "report.html").read_text().startswith("<!DOCTYPE html>")

@@ -237,6 +237,21 @@ def test_open_for_read_and_fetch_all(s3_server: Any, env: dict, bucket: str,
     assert [p.rsplit("-", 1)[-1] for p in paths] == ["a.csv.gz", "b.csv"]
 
 
+def test_open_if_present_tells_nothing_published_from_a_mistake(s3_server: Any, env: dict, bucket: str,
+                                                                 tmp_path: Path) -> None:
+    """The champion gate's read: a missing key is "nothing published yet", a missing bucket or
+    refused credentials stay errors (so a typo can never publish a worse model)."""
+    assert connector.open_if_present(f"s3://{bucket}/m/model.zip", str(tmp_path), environ=env) is None
+    s3_server.client().put_object(Bucket=bucket, Key="m/model.zip", Body=b"bundle bytes")
+    local = connector.open_if_present(f"s3://{bucket}/m/model.zip", str(tmp_path / "in"), environ=env)
+    assert local is not None and Path(local).read_bytes() == b"bundle bytes"
+    with pytest.raises((StepFailed, RemoteError), match="(?i)bucket"):
+        connector.open_if_present("s3://no-such-bucket-here/m/model.zip", str(tmp_path), environ=env)
+    wrong = {**env, "AWS_SECRET_ACCESS_KEY": "not-the-secret"}
+    with pytest.raises((StepFailed, RemoteError)):
+        connector.open_if_present(f"s3://{bucket}/m/model.zip", str(tmp_path), environ=wrong)
+
+
 def _to_csv(parquet: str, destination: Path) -> str:
     """A dataset converted the way both the `file` and the `s3` sink convert it."""
     artifact = ArtifactFile(parquet, "dataset", "parquet")

@@ -2,7 +2,8 @@
 
 Heavy imports (kfp, pandas) happen inside the commands that need them, so `skitflow validate`
 stays fast enough to run on every save. A SkitflowError is printed without a traceback and sets
-the exit code (2: invalid input, 1: anything else failed).
+the exit code (2: invalid input, 3: `run`'s gate refused the model, 1: anything else
+failed).
 """
 
 from __future__ import annotations

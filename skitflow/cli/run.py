@@ -28,6 +28,9 @@ def run(
 ) -> None:
     """Run a recipe end to end on this machine (no cluster, no Docker).
 
+    Exit codes: 0 the run succeeded (and its gate passed), 1 a task failed, 2 invalid recipe or
+    parameters, 3 every task ran but the gate refused the model (it was not published).
+
     Examples:
 
     \b
@@ -37,7 +40,13 @@ def run(
     from skitflow.api import compile_recipe
     from skitflow.recipe.loader import load_recipe_file
     from skitflow.recipe.parameters import parse_assignments, read_params_file, resolve_parameters
-    from skitflow.run.local import failure_error, interrupted_error, new_run_folder, run_package
+    from skitflow.run.local import (
+        failure_error,
+        gate_failed_error,
+        interrupted_error,
+        new_run_folder,
+        run_package,
+    )
 
     loaded = load_recipe_file(recipe, partial=True)
     given = read_params_file(params_file) if params_file else {}
@@ -82,6 +91,8 @@ def run(
         raise interrupted_error(result)
     if not result.succeeded:
         raise failure_error(result, str(recipe))
+    if result.gate_failed:
+        raise gate_failed_error(result)
 
 
 def print_summary(result, console: Console) -> None:
@@ -106,10 +117,10 @@ def print_summary(result, console: Console) -> None:
     if result.metrics:
         console.print("metrics: " + ", ".join(f"{k}={v:.4f}" for k, v in sorted(result.metrics.items())),
                       markup=False)
-    if result.gate is not None:
-        verdict = "passed: the model was written to its sinks" if result.gate["passed"] else (
+    if result.gate is not None:  # a recipe without a gate has no verdict to show
+        verdict = "passed: the model was written to its sinks" if result.gate.get("passed") else (
             "FAILED: the model was not written to its sinks")
-        console.print(f"gate {verdict} (score {result.gate['score']})", markup=False)
+        console.print(f"gate {verdict}; {result.gate.get('reason')}", markup=False)
     for note in result.notes:
         console.print(note, markup=False)
     console.print(f"run folder: {result.out_dir}", markup=False)

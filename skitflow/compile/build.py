@@ -75,7 +75,8 @@ def _spec_dict(plan: Plan, task: Task) -> dict[str, Any]:
     if task.select:
         spec["select"] = task.select
     if task.gate:
-        gate = {"metric": task.gate.metric, "min": task.gate.min, "max": task.gate.max}
+        gate = {"metric": task.gate.metric, "min": task.gate.min, "max": task.gate.max,
+                "beat": task.gate.beat, "by": task.gate.by if task.gate.beat is not None else None}
         spec["gate"] = {k: v for k, v in gate.items() if v is not None}
     return spec
 

@@ -500,6 +500,20 @@ def open_for_read(uri: str, directory: str | None = None, *,
     return s3.download(objects[0], local_name(folder, objects[0]))
 
 
+def open_if_present(uri: str, directory: str, *, environ: Mapping[str, str] | None = None) -> str | None:
+    """Like :func:`open_for_read` for one object's key, but None when no object is there yet
+    (a missing bucket or refused credentials are still errors)."""
+    s3 = S3(environ)
+    where = parse_uri(uri)
+    head = s3.head(where)
+    if head is None:
+        s3.check_bucket(where, "reading")
+        return None
+    os.makedirs(directory, exist_ok=True)
+    found = ObjectInfo(where, int(head.get("ContentLength", 0)), str(head.get("ETag", "")))
+    return s3.download(found, local_name(directory, found))
+
+
 def human_rate(size: int, seconds: float) -> str:
     """`12.3 MiB in 0.45s (27.3 MiB/s)` for log lines."""
     rate = size / MiB / seconds if seconds > 0 else math.inf

@@ -70,6 +70,8 @@ def _task_node(task: Task) -> Node:
     if task.gate is not None:
         bounds = [f"{name} {_show(value)}" for name, value in (("min", task.gate.min), ("max", task.gate.max))
                   if value is not None]
+        if task.gate.beat is not None:
+            bounds.append(f"beats {task.gate.beat} by {_show(task.gate.by)}")
         lines += (f"gate: {task.gate.metric} {' '.join(map(str, bounds))}".rstrip(),)
     if task.role and task.component == "sink":
         lines += (f"writes: {task.role}",)

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from skitflow import __version__
 from skitflow.errors import Problem, RecipeError, did_you_mean
 from skitflow.expressions import ExpressionError, parse, problem_in_source
+from skitflow.plan.gates import gate_problems
 from skitflow.recipe.loader import LoadedRecipe, pydantic_problems
 from skitflow.recipe.models import (
     SLOT_OPTIONS,
@@ -127,7 +128,7 @@ class Task:
     def params(self) -> tuple[str, ...]:
         used = {p for call in self.calls for p in call.params}
         if self.gate is not None:
-            used |= referenced_params([self.gate.min, self.gate.max])
+            used |= referenced_params([self.gate.min, self.gate.max, self.gate.beat, self.gate.by])
         return tuple(sorted(used))
 
     @property
@@ -436,6 +437,8 @@ class _Planner:
                 self.flow(item, columns)
 
         self.check_structure(split, otherwise, trainer, evaluator, sinks)
+        if evaluator is not None and evaluator.options.gate is not None:
+            self.problems.extend(gate_problems(evaluator.options.gate, evaluator.step, self.map))
         if self.problems or source is None or any(i is None for i in (*transforms, *sinks)):
             raise RecipeError(problems=self.problems or [Problem("invalid recipe")])
 
@@ -517,10 +520,13 @@ class _Planner:
         gate_condition = None
         if evaluator is not None:
             task_id = self.task_id(evaluator.options.name, f"evaluate-{evaluator.call.step}")
+            options = self.merge_options([evaluator], defaults)
+            if evaluator.options.gate is not None and evaluator.options.gate.beat is not None \
+                    and options.caching is None:  # the published model changes under its name
+                options = options.model_copy(update={"caching": False})
             tasks.append(Task(id=task_id, component="evaluate", calls=(evaluator.call,),
                               inputs={"model": outputs["model"], "test": outputs["test"]},
-                              options=self.merge_options([evaluator], defaults),
-                              gate=evaluator.options.gate))
+                              options=options, gate=evaluator.options.gate))
             outputs["metrics"] = (Ref(task_id, "metrics"),)
             outputs["report"] = (Ref(task_id, "report"),)
             gate = evaluator.options.gate
@@ -529,10 +535,11 @@ class _Planner:
                     label=f"gate-{gate.metric}".replace("_", "-"), op="==", value=True,
                     ref=Ref(task_id, "passed"),
                 )
-        for item in sinks:
+        for item in sinks:  # only the model waits for the gate: its metrics and report say why
             assert item is not None
             if item.options.input in ("model", "metrics", "report"):
-                tasks.append(self.sink_task(item, outputs, defaults, gate_condition))
+                condition = gate_condition if item.options.input == "model" else None
+                tasks.append(self.sink_task(item, outputs, defaults, condition))
         if r.predict is not None:
             trained = r.predict.model == "trained"
             location, _ = self.map.locate(("predict",), key=True)

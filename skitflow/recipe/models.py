@@ -143,13 +143,24 @@ class TaskOptions(_Strict):
 
 
 class Gate(_Strict):
-    """Upload the model only when a metric is good enough."""
+    """Publish the model only when a metric is good enough (and better than the published one).
+
+    `min` bounds a score (higher is better: f1_macro, accuracy, r2), `max` an error (lower is
+    better: rmse, log_loss). With `beat`, the published bundle at that path or s3:// URI is
+    scored on the same test set and the new model passes only when it is better by at least
+    `by`; while nothing is published there, the bounds alone decide.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
 
     metric: str = Field(description="Evaluator metric, e.g. f1_macro or rmse.")
-    min: float | ParamOr | None = Field(None, description="Pass when metric >= min.")
-    max: float | ParamOr | None = Field(None, description="Pass when metric <= max.")
+    min: float | ParamOr | None = Field(None, description="Pass when metric >= min (scores).")
+    max: float | ParamOr | None = Field(None, description="Pass when metric <= max (errors).")
+    beat: str | ParamOr | None = Field(
+        None,
+        description="The published model bundle (path or s3:// URI) the new model must beat.")
+    by: float | ParamOr = Field(
+        0.0, description="With `beat`: how much better the new model's metric must be.")
 
 
 class Predict(_Strict):

@@ -38,7 +38,7 @@ from typing import Any
 
 from skitflow.compile.build import Package
 from skitflow.compile.emit import write_package
-from skitflow.errors import Location, Problem, SkitflowError, StepFailed
+from skitflow.errors import EXIT_GATE_FAILED, Location, Problem, SkitflowError, StepFailed
 from skitflow.recipe.models import kfp_arguments
 from skitflow.run import task_processes
 from skitflow.run.parity import parity_lines
@@ -95,6 +95,11 @@ class RunResult:
     def succeeded(self) -> bool:
         return (not self.failures and self.interrupted is None
                 and all(t.status != "failed" for t in self.tasks.values()))
+
+    @property
+    def gate_failed(self) -> bool:
+        """Every task ran, but the gate kept the model from its sinks (exit code 3)."""
+        return self.succeeded and self.gate is not None and not self.gate.get("passed")
 
     @property
     def status(self) -> str:
@@ -481,15 +486,15 @@ def _collect_outputs(result: RunResult) -> None:
             for artifact in holder.get("artifacts", []):
                 uri = artifact.get("uri", "")
                 state.artifacts[name] = uri
-                if name == "metrics":
+                if name == "metrics":  # the model's metrics; the gate's numbers are in `gate`
                     result.metrics = {k: float(v) for k, v in artifact.get("metadata", {}).items()
-                                      if isinstance(v, int | float) and k != "rows"}
+                                      if isinstance(v, int | float) and k != "rows"
+                                      and not k.startswith("gate_")}
+                if name == "report" and isinstance(artifact.get("metadata", {}).get("gate"), dict):
+                    result.gate = {"task": task_id, **artifact["metadata"]["gate"]}
         state.outputs = dict(data.get("parameterValues", {}))
         if "rows" in state.outputs:
             state.rows = int(state.outputs["rows"])
-        if "passed" in state.outputs:
-            result.gate = {"task": task_id, "passed": bool(state.outputs["passed"]),
-                           "score": state.outputs.get("score")}
 
 
 def _used_parameters(package: Package, arguments: Mapping[str, Any]) -> dict[str, Any]:
@@ -556,6 +561,16 @@ def failure_error(result: RunResult, recipe_file: str) -> StepFailed:
     if len(problems) > 1:  # keep the first one first: it is the one the user acts on
         error.problems = [error.problems[0], *problems[1:]]
     return error
+
+
+def gate_failed_error(result: RunResult) -> SkitflowError:
+    """A run whose gate refused the model: not an error of a step, a verdict (exit code 3)."""
+    gate = result.gate or {}
+    return SkitflowError(
+        f"the gate refused the model, so it was not written to its sinks: {gate.get('reason')}",
+        hint=f"the report (report.html) and summary.json in {result.out_dir} show the scores",
+        exit_code=EXIT_GATE_FAILED,
+    )
 
 
 def interrupted_error(result: RunResult) -> SkitflowError:

@@ -459,49 +459,87 @@ def evaluate(model: Any, test: Any, metrics: Any, classification: Any, report: A
     write_text(metrics.path, json.dumps(_json_safe({"metrics": result.scalars, **details}),
                                         indent=2, sort_keys=True))
     metrics.metadata["format"] = "json"
-    write_text(report.path, with_section(result.report_html, expectations_html(expectations)))
-    report.metadata["format"] = "html"
-    run.record_identity(report)  # not on Metrics: the UI shows its metadata as scalar metrics
-
+    verdict = None
+    if run.spec.get("gate"):
+        try:
+            verdict = _gate(run, call, frame, result.scalars)
+        except Exception as exc:
+            run.failed(call, exc)
+            raise
+        _record_verdict(run, verdict, metrics, report)
     try:
-        passed, score = decide_gate(run, result.scalars, metrics.path)
-    except LookupError as exc:
+        page = result.report.render(verdict.to_json() if verdict else None) \
+            if result.report is not None else result.report_html
+    except Exception as exc:
         run.failed(call, exc)
         raise
+    write_text(report.path, with_section(page, expectations_html(expectations)))
+    report.metadata["format"] = "html"
+    run.record_identity(report)  # not on Metrics: the UI shows its metadata as scalar metrics
     shown = ", ".join(f"{k}={v:.4f}" for k, v in sorted(result.scalars.items()))
     run.log(f"{call.step.name}: {shown}")
-    return EvalOutputs(passed, score)
+    if verdict is None:
+        return EvalOutputs(True, float("nan"))
+    return EvalOutputs(verdict.passed, verdict.score)
 
 
-def decide_gate(run: _TaskRun, scalars: Mapping[str, float],
-                metrics_path: str | None = None) -> tuple[bool, float]:
-    """The task's gate (if any) on these metrics: (passed, score); LookupError for a missing metric.
+def _record_verdict(run: _TaskRun, verdict: Any, metrics: Any, report: Any) -> None:
+    """Metrics hold numbers only: the verdict as 0/1 there, the reason on the report; the whole
+    verdict in metrics.json, so sinks of the metrics (the sql sink) know it."""
+    metrics.log_metric("gate_passed", 1.0 if verdict.passed else 0.0)
+    if verdict.champion_score is not None:
+        metrics.log_metric("gate_champion_score", float(verdict.champion_score))
+    report.metadata["gate"] = bounded(_json_safe(verdict.to_json()))
+    _record_gate(metrics.path, verdict.to_json())
+    run.log(f"gate {'passed' if verdict.passed else 'FAILED'}: {verdict.reason}")
 
-    The verdict is also added to the metrics.json at `metrics_path`, so sinks of the metrics (the
-    sql sink) know it."""
-    passed, score = True, float("nan")
-    gate = run.spec.get("gate")
-    if gate:
-        from skitflow.recipe.templating import resolve_runtime
 
-        gate = resolve_runtime(gate, run.values, run.run_names)
-        metric = gate["metric"]
-        if metric not in scalars:
-            error = LookupError(f"gate metric `{metric}` was not computed; available: "
-                                f"{', '.join(sorted(scalars))}")
-            raise error
-        score = float(scalars[metric])
-        if gate.get("min") is not None and score < gate["min"]:
-            passed = False
-        if gate.get("max") is not None and score > gate["max"]:
-            passed = False
-        bound = " and ".join(f"{k} {gate[k]}" for k in ("min", "max") if gate.get(k) is not None)
-        run.log(f"gate {metric}={score:.4f} ({bound}): {'passed' if passed else 'FAILED'}")
-        if metrics_path is not None:
-            _record_gate(metrics_path, {"metric": metric, "score": score, "passed": passed,
-                                        "min": gate.get("min"), "max": gate.get("max")})
-    return passed, score
+def _gate(run: _TaskRun, call: _Call | None, test: Any, scalars: Mapping[str, float]) -> Any:
+    """The gate's verdict: bounds, then (with `beat`) the published model scored on the same
+    test rows by the same evaluator (the same bundle code), when one is published. A matrix
+    sweep's chooser (no evaluator call of its own) has bounds only."""
+    import dataclasses
 
+    from skitflow.recipe.templating import resolve_runtime
+    from skitflow.steps.gate import decide, metric_direction
+
+    gate = resolve_runtime(run.spec["gate"], run.values, run.run_names)
+    metric = gate["metric"]
+    if metric not in scalars:
+        raise LookupError(f"gate metric `{metric}` was not computed; available: "
+                          f"{', '.join(sorted(scalars))}")
+    champion = None
+    if gate.get("beat") and call is not None:
+        path = _published_model(gate["beat"], run)
+        if path is None:
+            run.log(f"gate: no published model at {gate['beat']} yet")
+        else:
+            ctx = dataclasses.replace(run.ctx, log=lambda line: run.log(f"published model: {line}"))
+            try:
+                champion = call.step.run(path, test, call.settings, ctx).scalars  # type: ignore[attr-defined]
+            except Exception as exc:
+                from skitflow.errors import StepFailed
+
+                raise StepFailed(
+                    f"gate: the published model at {gate['beat']} could not be scored on this "
+                    f"test set: {_describe(exc)}",
+                    hint="publish a model this recipe can score there, or remove `beat:`") from None
+    declared = (getattr(call.step, "metrics", None) or {}) if call is not None else {}
+    direction = metric_direction(metric, declared)
+    return decide(metric, direction, scalars, minimum=gate.get("min"), maximum=gate.get("max"),
+                  beat=gate.get("beat"), by=float(gate.get("by") or 0.0), champion=champion)
+
+
+def _published_model(where: str, run: _TaskRun) -> str | None:
+    """A local path of the bundle published at `where`, or None when nothing is there yet."""
+    if where.lower().startswith("s3://"):
+        from skitflow.connectors.s3 import open_if_present
+
+        return open_if_present(where, os.path.join(run.ctx.workdir, ".published"), environ=os.environ)
+    path = os.path.expanduser(where.removeprefix("file://"))
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"gate: `beat: {where}` is a folder; name the model bundle file")
+    return path if os.path.exists(path) else None
 
 
 def select(models: list[Any], metrics_in: list[Any], model: Any, metrics: Any, report: Any, spec: str,
@@ -549,12 +587,15 @@ def select(models: list[Any], metrics_in: list[Any], model: Any, metrics: Any, r
     report.metadata["format"] = "html"
     for label, value in scores:
         run.log(f"branch {label}: {metric}={value:.4f}{' (selected)' if label == scores[winner][0] else ''}")
+    if not run.spec.get("gate"):
+        return EvalOutputs(True, scores[winner][1])
     try:
-        passed, score = decide_gate(run, best.get("metrics", {}), metrics.path)
-    except LookupError as exc:
+        verdict = _gate(run, None, None, best.get("metrics", {}))
+    except Exception as exc:
         run.report_failure(None, None, exc)
         raise
-    return EvalOutputs(passed, scores[winner][1] if not run.spec.get("gate") else score)
+    _record_verdict(run, verdict, metrics, report)
+    return EvalOutputs(verdict.passed, verdict.score)
 
 
 def with_section(page: str, section: str) -> str:

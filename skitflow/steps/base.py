@@ -15,7 +15,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict
 
@@ -247,10 +247,20 @@ class Trained:
     metadata: dict[str, Any]
 
 
+#: Which way a metric improves: "higher" (f1, accuracy, r2) or "lower" (rmse, log_loss).
+Direction = Literal["higher", "lower"]
+
+
 class EvaluatorStep(Step):
-    """Scores a model on the test set; returns an :class:`Evaluation`."""
+    """Scores a model on the test set; returns an :class:`Evaluation`.
+
+    `metrics` declares every metric the evaluator can compute and its direction, so a gate's
+    metric name and bound are checked at `skitflow validate`; a plugin that declares none gets
+    its gate metric checked only when it runs.
+    """
 
     kind = Kind.EVALUATOR
+    metrics: ClassVar[Mapping[str, Direction]] = {}
 
     def run(self, model_path: str, test: pd.DataFrame, settings: Any, ctx: RunContext) -> Evaluation:
         raise NotImplementedError
@@ -272,9 +282,12 @@ class Evaluation:
 
     `scalars` are shown as KFP Metrics; `confusion_matrix` (labels + rows of counts) as KFP
     ClassificationMetrics; `report_html` is a standalone HTML page; `details` goes to metrics.json.
+    `report` (built-in evaluators) is the page still to be drawn: the runtime renders it with
+    the gate's verdict, so a page is drawn only for the model the run trained.
     """
 
     scalars: dict[str, float]
     confusion_matrix: tuple[list[str], list[list[int]]] | None = None
     details: dict[str, Any] = field(default_factory=dict)
     report_html: str = ""
+    report: Any = None  # skitflow.steps.report.Report | None

@@ -197,6 +197,33 @@ class Bundle:
             return rows.frame, class_probabilities(raw_scores)
         return rows.frame, raw_scores[:, 0] if raw_scores.ndim > 1 else raw_scores
 
+    def feature_names(self) -> list[str]:
+        """The name of every input column of the model, in order: dense columns, then each
+        sparse block's features (a tfidf term as `prefix:term`, a hashed one as `block#j`)."""
+        import pandas as pd
+
+        names = [str(c) for c in self.design.features]
+        known: dict[str, list[str]] = {}
+        for item in self.chain.steps:
+            if item.stage == "model" and isinstance(item.step, FeatureTransform):
+                column = item.step.source_column(item.settings)
+                block = f"{item.step.name}:{getattr(item.settings, 'prefix', None) or column}"
+                one = pd.DataFrame({column: [""]})  # vectorizers refuse zero rows
+                try:
+                    known[block] = item.step.features(item.state or {}, one, item.settings)[1]
+                except Exception:  # a plugin that cannot name its features: numbered below
+                    known[block] = []
+        for spec in self.design.blocks:
+            width, terms = int(spec["width"]), known.get(spec["name"], [])
+            names += terms if len(terms) == width else [f"{spec['name']}#{j}" for j in range(width)]
+        return names
+
+    def feature_importance(self, top: int = 25) -> list[tuple[str, float]]:
+        """The `top` input columns the model relies on most, largest first (zeros left out)."""
+        values = self.model.importance(self.design.width)
+        ranked = sorted(zip(self.feature_names(), values, strict=True), key=lambda p: -p[1])
+        return [(name, value) for name, value in ranked[:top] if value > 0]
+
     def predict(self, frame: pd.DataFrame, *, raw: bool = True) -> pd.Series:
         """The predicted class (as in the training labels) or value of each row."""
         import numpy as np
@@ -404,6 +431,7 @@ def train_bundle(
                          "blocks": trained.design.blocks, "width": trained.design.width},
         "steps": [{"step": i.step.name, "stage": i.stage, "fitted": i.state is not None}
                   for i in chain.steps],
+        "ignored_columns": ignored_columns(rows.frame, trained.design, settings),
         "train_rows": len(frame),
         "train_data_sha256": frame_hash(frame),
         **dict(extra or {}),
@@ -413,6 +441,28 @@ def train_bundle(
     log(f"model bundle written: {size:,} bytes ({trained.model.library}, "
         f"{len(chain.steps)} preprocessing step(s))")
     return {**bundle.metadata, "bundle_bytes": size}
+
+
+def ignored_columns(frame: pd.DataFrame, design: Design, settings: Any) -> dict[str, str]:
+    """Columns of the train rows the model does not read, each with the reason (the report)."""
+    import pandas as pd
+
+    target = getattr(settings, "target", None)
+    used = set(design.features) | set(design.categorical)
+    listed = getattr(settings, "features", None) is not None
+    reasons = {}
+    for column in map(str, frame.columns):
+        if column == target or column in used:
+            continue
+        dtype = frame[column].dtype
+        if listed:
+            reasons[column] = "not listed in the trainer's `features`"
+        elif pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype):
+            reasons[column] = "not used by the trainer"
+        else:
+            reasons[column] = f"not numeric ({dtype}): turn text into features with `tfidf` or " \
+                "`hashing`, or encode categories"
+    return reasons
 
 
 def _needed_columns(chain: Chain, design: Design, columns_in: list[str]) -> set[str]:

@@ -151,6 +151,19 @@ class XGBoostModel:
             raise StepFailed(f"the bundle's xgboost model is unreadable: {exc}") from None
         return cls(booster)
 
+    def importance(self, width: int) -> list[float]:
+        """Total gain of each input column (0 for columns no tree splits on)."""
+        scores = self.booster.get_score(importance_type="total_gain")
+        index = {name: i for i, name in enumerate(self.booster.feature_names or [])}
+        values = [0.0] * width
+        for key, value in scores.items():
+            position = index.get(key)
+            if position is None and key[:1] == "f" and key[1:].isdigit():
+                position = int(key[1:])
+            if position is not None and position < width:
+                values[position] = float(value)
+        return values
+
     def scores(self, x: Any, design: Design) -> np.ndarray:
         import xgboost as xgb
 
@@ -182,6 +195,11 @@ class LinearModel:
             return cls(document["kind"], document["coef"], document["intercept"])
         except (KeyError, ValueError, TypeError) as exc:
             raise StepFailed(f"the bundle's linear model is unreadable: {exc}") from None
+
+    def importance(self, width: int) -> list[float]:
+        """Mean absolute coefficient of each input column over the classes (comparable between
+        columns only when they are on one scale: standardize dense columns)."""
+        return [float(v) for v in abs(self.coef).mean(axis=0)[:width]]
 
     def scores(self, x: Any, design: Design) -> np.ndarray:
         """Class probabilities (softmax, or the logistic of one score for two classes) or values,

@@ -4,34 +4,40 @@ They read the model bundle alone (it holds the fitted preprocessing, and says wh
 categories and classes the model was trained with) and score through the same
 :class:`~skitflow.steps.bundle.Bundle` code as `predict:` and `skitflow.load_model`, so an
 evaluator needs no settings beyond the target column and cannot drift from serving. Each
-returns an :class:`Evaluation` whose `report_html` is one standalone page: pictures are PNGs
-drawn with matplotlib's Agg canvas (no display, no pyplot global state) inlined as data URIs.
+declares the metrics it computes and their direction (`metrics`: what a gate may name), and
+returns an :class:`Evaluation` whose `report` (:mod:`skitflow.steps.report`) the runtime draws
+after the gate decided.
 """
 
 from __future__ import annotations
 
-import base64
-import html
-import io
 import math
 from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
 from skitflow.errors import StepFailed
-from skitflow.steps.base import Evaluation, EvaluatorStep, RunContext, StepSettings
+from skitflow.steps import report as pages
+from skitflow.steps.base import Direction, Evaluation, EvaluatorStep, RunContext, StepSettings
 from skitflow.steps.bundle import Bundle, load_bundle
 from skitflow.steps.estimators import checked_target
 
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
-    from matplotlib.figure import Figure
 
 #: Confusion matrices with more classes than this are drawn without numbers in the cells.
 ANNOTATE_MAX_CLASSES = 25
 #: A regression scatter plot draws at most this many points (a fixed random sample).
 SCATTER_MAX_POINTS = 5000
+#: ROC and precision-recall curves are drawn one-vs-rest for at most this many classes.
+CURVES_MAX_CLASSES = 12
+
+CLASSIFICATION_METRICS: dict[str, Direction] = {
+    "accuracy": "higher", "log_loss": "lower", "roc_auc": "higher",
+    **{f"{m}_{a}": "higher" for m in ("precision", "recall", "f1") for a in ("macro", "weighted")},
+}
+REGRESSION_METRICS: dict[str, Direction] = {"rmse": "lower", "mae": "lower", "r2": "higher"}
 
 
 class ClassificationSettings(StepSettings):
@@ -46,6 +52,7 @@ class Classification(EvaluatorStep):
     name = "classification"
     Settings = ClassificationSettings
     example = {"target": "label"}
+    metrics = CLASSIFICATION_METRICS
 
     def needs(self, settings: ClassificationSettings) -> list[str]:
         return [settings.target]
@@ -93,6 +100,10 @@ class Classification(EvaluatorStep):
             "model": {k: meta.get(k) for k in ("recipe", "run_id", "target", "trainer", "n_rounds")},
         }
         report = _classification_report(ctx, settings.target, scalars, per_class, labels, matrix)
+        seen = actual < len(classes)
+        report.add("ROC and precision-recall curves",
+                   lambda: _curves(actual[seen], probabilities[seen], classes))
+        pages.model_sections(report, bundle, len(truth))
         _log(ctx)(
             "accuracy {:.4f}, F1 macro {:.4f} on {:,} rows".format(
                 scalars["accuracy"], scalars["f1_macro"], len(truth)
@@ -102,7 +113,7 @@ class Classification(EvaluatorStep):
             scalars=scalars,
             confusion_matrix=(labels, matrix),
             details=details,
-            report_html=report,
+            report=report,
         )
 
 
@@ -178,6 +189,7 @@ class Regression(EvaluatorStep):
     name = "regression"
     Settings = RegressionSettings
     example = {"target": "price"}
+    metrics = REGRESSION_METRICS
 
     def needs(self, settings: RegressionSettings) -> list[str]:
         return [settings.target]
@@ -217,15 +229,13 @@ class Regression(EvaluatorStep):
             "mean_prediction": float(predicted.mean()),
             "model": {k: meta.get(k) for k in ("recipe", "run_id", "target", "trainer", "n_rounds")},
         }
-        picture = _scatter_png(actual, predicted, settings.target)
-        report = _page(
-            f"Regression: {settings.target}",
-            ctx,
-            _metrics_table(scalars | {"n": len(actual)})
-            + f"<h2>Predicted vs actual</h2>{_img(picture, 'predicted vs actual')}",
-        )
+        report = pages.Report(f"Regression: {settings.target}", pages.subtitle(ctx), scalars)
+        report.add("Metrics", lambda: pages.metrics_table({**scalars, "n": len(actual)}))
+        report.add("Predicted vs actual", lambda: pages.img(
+            _scatter_png(actual, predicted, settings.target), "predicted vs actual"))
+        pages.model_sections(report, bundle, len(actual))
         _log(ctx)(f"rmse {scalars['rmse']:.4g}, r2 {scalars.get('r2', float('nan')):.4f}")
-        return Evaluation(scalars=scalars, details=details, report_html=report)
+        return Evaluation(scalars=scalars, details=details, report=report)
 
 
 # -- shared helpers ----------------------------------------------------------------------------
@@ -255,60 +265,44 @@ def _classification_report(
     per_class: dict[str, dict[str, float]],
     labels: list[str],
     matrix: list[list[int]],
-) -> str:
-    body = (
-        _metrics_table(scalars)
-        + "<h2>Confusion matrix</h2>"
-        + _img(_confusion_png(labels, matrix), "confusion matrix")
-        + "<h2>Per class</h2>"
-        + _img(_per_class_png(per_class), "per-class precision, recall, F1 and support")
-    )
-    return _page(f"Classification: {target}", ctx, body)
+) -> pages.Report:
+    report = pages.Report(f"Classification: {target}", pages.subtitle(ctx), scalars)
+    report.add("Metrics", lambda: pages.metrics_table(scalars))
+    report.add("Per class", lambda: pages.per_class_table(per_class))
+    report.add("Confusion matrix", lambda: pages.confusion_table(labels, matrix)
+               + pages.img(_confusion_png(labels, matrix), "confusion matrix heatmap"))
+    return report
 
 
-def _page(title: str, ctx: RunContext, body: str) -> str:
-    parts = (f"recipe {ctx.recipe_name}", f"run {ctx.run_id}" if ctx.run_id else "", ctx.run_date)
-    subtitle = " &middot; ".join(html.escape(str(part)) for part in parts if part)
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
-<style>
-body {{ font-family: system-ui, sans-serif; margin: 2rem; color: #222; }}
-table {{ border-collapse: collapse; }}
-td, th {{ padding: .25rem .75rem; border-bottom: 1px solid #ddd; text-align: left; }}
-td.num {{ text-align: right; font-variant-numeric: tabular-nums; }}
-img {{ max-width: 100%; }}
-.sub {{ color: #666; }}
-</style></head>
-<body><h1>{html.escape(title)}</h1><p class="sub">{subtitle}</p>
-{body}
-</body></html>
-"""
+def _curves(actual: np.ndarray, probabilities: np.ndarray, classes: list[str]) -> str:
+    """ROC and precision-recall curves (binary, or one-vs-rest per class) where defined: a class
+    needs positive and negative test rows."""
+    import numpy as np
+    from matplotlib.figure import Figure
+    from sklearn.metrics import auc, precision_recall_curve, roc_curve
 
-
-def _metrics_table(scalars: dict[str, float]) -> str:
-    rows = "".join(
-        f"<tr><th>{html.escape(name)}</th><td class='num'>{_fmt(value)}</td></tr>"
-        for name, value in scalars.items()
-    )
-    return f"<h2>Metrics</h2><table>{rows}</table>"
-
-
-def _fmt(value: float) -> str:
-    return f"{value:,}" if isinstance(value, int) else f"{value:.4f}"
-
-
-def _img(png: bytes, alt: str) -> str:
-    data = base64.b64encode(png).decode("ascii")
-    return f'<p><img alt="{html.escape(alt)}" src="data:image/png;base64,{data}"></p>'
-
-
-def _png(figure: Figure) -> bytes:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
-    FigureCanvasAgg(figure)
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
-    return buffer.getvalue()
+    positive = [1] if len(classes) == 2 else list(range(len(classes)))
+    drawn = [c for c in positive if 0 < int(np.sum(actual == c)) < len(actual)][:CURVES_MAX_CLASSES]
+    if not drawn:
+        return "<p>Not defined: the test set has a single class.</p>"
+    figure = Figure(figsize=(11.0, 5.0))
+    roc_axes, pr_axes = figure.subplots(1, 2)
+    for code in drawn:
+        truth, score = actual == code, probabilities[:, code]
+        fpr, tpr, _ = roc_curve(truth, score)
+        precision, recall, _ = precision_recall_curve(truth, score)
+        name = _short(classes[code])
+        roc_axes.plot(fpr, tpr, linewidth=1.2, label=f"{name} (AUC {auc(fpr, tpr):.3f})")
+        pr_axes.plot(recall, precision, linewidth=1.2, label=name)
+    roc_axes.plot([0, 1], [0, 1], color="#999", linewidth=0.8, linestyle="--")
+    roc_axes.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC")
+    pr_axes.set(xlabel="recall", ylabel="precision", title="precision-recall")
+    for axes in (roc_axes, pr_axes):
+        axes.legend(loc="lower right" if axes is roc_axes else "lower left", fontsize=8)
+    note = "" if len(classes) == 2 else " (one class against the rest)"
+    left = len([c for c in positive if c not in drawn])
+    more = f"<p>{left} class(es) not drawn.</p>" if left else ""
+    return pages.img(pages.png(figure), "ROC and precision-recall curves" + note) + more
 
 
 def _confusion_png(labels: list[str], matrix: list[list[int]]) -> bytes:
@@ -331,35 +325,7 @@ def _confusion_png(labels: list[str], matrix: list[list[int]]) -> bytes:
         for (row, col), count in np.ndenumerate(counts):
             colour = "white" if count > threshold else "black"
             axes.text(col, row, f"{count:,}", ha="center", va="center", color=colour, fontsize=9)
-    return _png(figure)
-
-
-def _per_class_png(per_class: dict[str, dict[str, float]]) -> bytes:
-    from matplotlib.figure import Figure
-
-    header = ["class", "precision", "recall", "F1", "support"]
-    cells = [
-        [
-            _short(label),
-            f"{s['precision']:.3f}",
-            f"{s['recall']:.3f}",
-            f"{s['f1']:.3f}",
-            f"{int(s['support']):,}",
-        ]
-        for label, s in per_class.items()
-    ]
-    figure = Figure(figsize=(7.0, 0.6 + 0.3 * (len(cells) + 1)))
-    axes = figure.add_subplot()
-    axes.axis("off")
-    table = axes.table(cellText=cells, colLabels=header, loc="center", cellLoc="right")
-    table.auto_set_font_size(False)
-    table.set_fontsize(10)
-    table.scale(1.0, 1.3)
-    for (row, _col), cell in table.get_celld().items():
-        if row == 0:
-            cell.set_text_props(weight="bold")
-            cell.set_facecolor("#e8eef7")
-    return _png(figure)
+    return pages.png(figure)
 
 
 def _scatter_png(actual: np.ndarray, predicted: np.ndarray, target: str) -> bytes:
@@ -378,7 +344,7 @@ def _scatter_png(actual: np.ndarray, predicted: np.ndarray, target: str) -> byte
     axes.set_xlabel(f"actual {target}")
     axes.set_ylabel(f"predicted {target}")
     axes.legend(loc="upper left")
-    return _png(figure)
+    return pages.png(figure)
 
 
 def _short(label: str, width: int = 24) -> str:

@@ -18,7 +18,7 @@ from pydantic import Field, field_validator
 
 from skitflow.errors import StepFailed, did_you_mean
 from skitflow.steps.base import ArtifactFile, RunContext, SinkStep, SourceStep
-from skitflow.steps.sinks import WriteSettings
+from skitflow.steps.sinks import WriteSettings, artifact_file_name
 from skitflow.steps.sources import TableReadSettings
 
 if TYPE_CHECKING:
@@ -28,9 +28,6 @@ __all__ = ["S3_STEPS"]
 
 MiB = 1024 * 1024
 _DATASET_FORMATS = ("parquet", "csv")
-_EXTENSIONS = {"parquet": ".parquet", "csv": ".csv", "skitflow-bundle": ".zip", "xgboost-json": ".json",
-               "json": ".json",
-               "html": ".html"}
 _CONTENT_TYPES = {"parquet": "application/vnd.apache.parquet", "csv": "text/csv",
                   "skitflow-bundle": "application/zip", "xgboost-json": "application/json",
                   "json": "application/json",
@@ -114,7 +111,7 @@ class S3Sink(SinkStep):
         file_format = settings.format if convert else artifact.format
         target = parse_uri(settings.uri)
         if target.is_prefix:
-            target = target.with_key(target.key + artifact.role + _EXTENSIONS.get(file_format, ""))
+            target = target.with_key(target.key + artifact_file_name(artifact.role, file_format))
         client = S3(ctx.environ)
         with tempfile.TemporaryDirectory(prefix=".s3-sink-", dir=_scratch_root(ctx)) as scratch:
             payload = artifact.path

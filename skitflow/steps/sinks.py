@@ -24,6 +24,14 @@ from skitflow.util.atomic import atomic_folder, atomic_path
 __all__ = ["SINKS"]
 
 _DATASET_FORMATS = ("parquet", "csv")
+#: The file extension of each artifact format: a folder receives `<role><ext>` (report.html).
+EXTENSIONS = {"parquet": ".parquet", "csv": ".csv", "skitflow-bundle": ".zip", "xgboost-json": ".json",
+              "json": ".json", "html": ".html"}
+
+
+def artifact_file_name(role: str, file_format: str) -> str:
+    """The name an artifact gets in a folder: `dataset.parquet`, `model.zip`, `report.html`."""
+    return role + EXTENSIONS.get(file_format, "")
 
 
 def _local_path(path: str) -> str:
@@ -55,8 +63,8 @@ class WriteSettings(StepSettings):
 class FileSink(SinkStep):
     """Write an artifact to a local file: a dataset as Parquet or CSV, anything else as is.
 
-    A path ending in `/` (or naming an existing folder, for a file) receives the artifact under
-    its own file name; a folder artifact (format `dir`) replaces the folder at its path. The path may use templates such as `{{ recipe.name }}`; they are rendered before
+    A path ending in `/` (or naming an existing folder, for a file) receives the artifact as
+    `<role>.<ext>` (`dataset.parquet`, `model.zip`, `report.html`); a folder artifact (format `dir`) replaces the folder at its path. The path may use templates such as `{{ recipe.name }}`; they are rendered before
     the sink runs. Parent folders are created. The write is atomic, and with `overwrite: false`
     an existing file is never replaced.
     """
@@ -71,7 +79,7 @@ class FileSink(SinkStep):
         path: str = Field(
             min_length=1,
             description="A local path or file:// URL. Ending in `/`: a folder that receives the "
-            "artifact under its own name.",
+            "artifact as `<role>.<ext>` (`report.html`, `model.zip`).",
         )
 
         @field_validator("path")
@@ -91,7 +99,8 @@ class FileSink(SinkStep):
                 f"{settings.format}; only datasets can be converted",
                 hint="use `format: auto` to write it as it is",
             )
-        target = self._target(settings, source, settings.format if convert else None)
+        target = self._target(settings, source, artifact_file_name(
+            artifact.role, settings.format if convert else artifact.format))
         if not settings.overwrite and os.path.lexists(target):
             raise _exists_error(target)
         if os.path.exists(target) and os.path.samefile(source, target):
@@ -107,15 +116,13 @@ class FileSink(SinkStep):
         return target
 
     @staticmethod
-    def _target(settings: Settings, source: str, new_format: str | None) -> str:
+    def _target(settings: Settings, source: str, name: str) -> str:
+        """The file to write; a folder (an existing one, or a path ending in `/`) receives the
+        artifact as `name` (`<role><ext>`, as the s3 sink names it), except that a folder
+        artifact replaces a folder path not ending in `/`."""
         path = _local_path(settings.path)
-        # An existing folder receives a file; a folder artifact replaces it unless the path ends
-        # in "/".
         into = path.endswith(("/", os.sep)) or (os.path.isdir(path) and not os.path.isdir(source))
         if into:
-            name = os.path.basename(source.rstrip("/" + os.sep))
-            if new_format is not None:
-                name = os.path.splitext(name)[0] + "." + new_format
             path = os.path.join(path, name)
         return os.path.abspath(path)
 
