@@ -46,7 +46,8 @@ def docs(
             continue
         print_warnings(plan.warnings)
         svg = inline_svg(render(to_dot(plan_graph(plan)), "svg").decode())
-        pages.append(RecipePage(str(file), plan, svg, getattr(loaded.recipe, "notify", None)))
+        notify = [entry.model_dump(mode="json", exclude_none=True) for entry in loaded.recipe.notify]
+        pages.append(RecipePage(str(file), plan, svg, notify or None))
     if problems:
         raise SkitflowError(problems=problems)  # nothing is written for an invalid folder
     site = build_site(pages, registry, list_runs(runs_dir))
