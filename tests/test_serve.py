@@ -336,7 +336,9 @@ def test_slack_command_acks_at_once_and_posts_the_outcome(service, kfp) -> None:
         messages = recorder.wait_for(2)
     assert len(messages) == 2, messages
     assert "started" in messages[0]["text"] and kfp.url in messages[0]["text"]
-    assert "SUCCEEDED" in messages[1]["text"] and "gate: passed" in messages[1]["text"]
+    outcome = json.dumps(messages[1])  # the notify builder's payload: text and blocks
+    assert "succeeded" in messages[1]["text"] and "gate: passed" in outcome
+    assert "Kubeflow state: SUCCEEDED" in outcome and messages[1]["response_type"] == "in_channel"
     assert _runs(kfp) == 1
 
 

@@ -412,7 +412,7 @@ class _Service:
                 continue  # Kubeflow hiccup: the next poll may do
             view = messages.run_view(run, link, plan)
             if view["state"] in FINAL_STATES:
-                await post(slack.in_channel(messages.outcome_text(view)))
+                await post(messages.outcome_payload(view))
                 return
         await post(slack.in_channel(f"*{entry.name}* run {result.run_id} still runs after "
                                     f"{self.settings.slack_wait:g}s; <{link}|follow it here>"))

@@ -1,7 +1,7 @@
 """What a run looks like to the service's clients: JSON for `GET /runs/{id}`, text for Slack.
 
-skitflow has no notification module yet (no `notify:` in recipes), so the one message builder for
-run outcomes lives here; a future `notify:` should reuse :func:`outcome_text`.
+The Slack message for a finished run comes from the same builder as the recipe's `notify:`
+(skitflow.util.notify), so the two cannot describe a run differently.
 
 What the Kubeflow run API tells: the run's state, its tasks' states and the error. Metric values
 live in ML Metadata, not in the run API, so `metrics` is null here; the gate verdict is read from
@@ -74,17 +74,21 @@ def _time(value: Any) -> str | None:
     return value.isoformat() if hasattr(value, "isoformat") else str(value)
 
 
-def outcome_text(view: dict[str, Any]) -> str:
-    """One Slack-ready line per fact: recipe, state, gate, failing task and error, link."""
-    lines = [f"*{view.get('recipe') or 'run'}* {view['name'] or view['run_id']}: {view['state']}"]
-    if view.get("gate"):
-        lines.append(f"gate: {view['gate']}")
-    if view.get("failed_task"):
-        lines.append(f"failed task: {view['failed_task']}")
-    if view.get("error"):
-        lines.append(f"error: {view['error']}")
-    lines.append(f"<{view['link']}|open in Kubeflow>")
-    return "\n".join(lines)
+def outcome_payload(view: dict[str, Any]) -> dict[str, Any]:
+    """The Slack message for a finished run, made by the same builder as the recipe's `notify:`
+    (skitflow.util.notify): recipe, run, state, gate, failing task and error, link."""
+    from skitflow.util.notify import RunReport, Target, slack_payload
+
+    failure = None
+    if view.get("failed_task") or view.get("error"):
+        failure = {"task": view.get("failed_task"), "error": view.get("error") or ""}
+    status = {"SUCCEEDED": "succeeded", "CANCELED": "interrupted"}.get(view["state"], "failed")
+    report = RunReport(
+        recipe=view.get("recipe") or "run", status=status, run_name=view.get("name") or "",
+        run_id=view["run_id"], link=view["link"],
+        gate=None if view.get("gate") is None else {"passed": view["gate"] == "passed"},
+        failure=failure, notes=[f"Kubeflow state: {view['state']}"])
+    return {"response_type": "in_channel", **slack_payload(report, Target(kind="slack", env=""))}
 
 
 def started_text(recipe: str, run_id: str, link: str, params: dict[str, Any]) -> str:
