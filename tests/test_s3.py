@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import json
 import os
 import subprocess
 import sys
@@ -417,7 +418,8 @@ def test_recipes_write_to_and_read_from_s3(s3_server: Any, env: dict, bucket: st
     csv_bytes = _body(s3_server, bucket, "exports/tickets.csv")
     assert csv_bytes == TICKETS.to_csv(index=False).encode()  # same bytes as pandas writes
     (parquet_key,) = _keys(s3_server, bucket, "runs/")
-    assert parquet_key.startswith("runs/s3-write-") and parquet_key.endswith("/dataset.parquet")
+    run_id = json.loads((tmp_path / "run-write" / "summary.json").read_text())["run"]["id"]
+    assert parquet_key == f"runs/{run_id}/dataset.parquet"  # `run.id` is kfp's run id
     written = pd.read_parquet(io.BytesIO(_body(s3_server, bucket, parquet_key)))
     pd.testing.assert_frame_equal(written, TICKETS, check_dtype=False)
     assert (tmp_path / "out" / "local.csv").read_bytes() == csv_bytes

@@ -293,7 +293,7 @@ class _Planner:
             settings=raw_settings,
             location=f"{self.file_label}:{location.line}:{location.column}",
             params=tuple(sorted(referenced_params(raw_settings))),
-            run_names=tuple(sorted(referenced_run_names(raw_settings))),
+            run_names=tuple(sorted(set(referenced_run_names(raw_settings)) | set(step.run_identity))),
             package=entry.package,
             checks=step.reports_checks,
             at=path_label(path),

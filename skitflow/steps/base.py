@@ -79,6 +79,10 @@ class Step:
     #: True for steps that check data (`expect`): their task gets a KFP Metrics output for the
     #: results, and the runtime records each check instead of only running the step.
     reports_checks: ClassVar[bool] = False
+    #: The run's identity (`id`, `date`, `name`) the step needs whatever its settings say, e.g. a
+    #: sink that tags rows with the run id. The task then gets kfp's run placeholders (and, as
+    #: any task whose inputs include the run id, is never reused from a cache).
+    run_identity: ClassVar[tuple[str, ...]] = ()
 
     # -- column contract (pure) -------------------------------------------------------------
     def needs(self, settings: Any) -> Sequence[str]:

@@ -65,6 +65,7 @@ class SqlSink(SinkStep):
     """
 
     name = "sql"
+    run_identity = ("date", "id")  # rows are tagged with the run id; metrics carry the run date
     example: ClassVar[Mapping[str, Any]] = {
         "url_env": "DATABASE_URL",
         "table": "model_metrics",
