@@ -89,7 +89,7 @@ def ensure_runtime_env() -> RuntimeEnv:
     started = time.monotonic()
     root = CACHE_ROOT / requirements_hash()
     log = CACHE_ROOT / "build.log"
-    CACHE_ROOT.mkdir(exist_ok=True)
+    CACHE_ROOT.mkdir(parents=True, exist_ok=True)
     built = False
     if not (root / ".requirements-installed").exists():
         built = True
