@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import subprocess
@@ -20,7 +21,10 @@ def _name(requirement: str) -> str:
 
 
 def test_default_image_tag_is_what_make_image_tags(tmp_path: Path) -> None:
-    dry = subprocess.run(["make", "-n", "image"], cwd=REPO, capture_output=True, text=True, timeout=60)
+    # run as its own make, not as a sub-make of `make test` (which would add "make[1]:" lines)
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
+    dry = subprocess.run(["make", "--no-print-directory", "-n", "image"], cwd=REPO, env=env,
+                         capture_output=True, text=True, timeout=60)
     assert dry.returncode == 0, dry.stderr
     command = shlex.split(dry.stdout.strip().splitlines()[-1])
     assert command[:2] == ["docker", "build"]
