@@ -14,6 +14,8 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e ".[test,serve]"
+	@# bytecode, as a wheel install has it (PYTHONDONTWRITEBYTECODE would leave every task to recompile)
+	$(BIN)/python -m compileall -q skitflow
 	touch $@
 
 ## Run the shipped example end to end on this machine (no cluster, no Docker).

@@ -39,3 +39,40 @@ def test_a_task_with_one_transform_imports_no_other_step_module() -> None:
     assert found["step"] == "strip"
     assert found["modules"] == ["skitflow.steps.base", "skitflow.steps.columns",
                                 "skitflow.steps.registry", "skitflow.steps.transforms"]
+
+
+VALIDATE_PROBE = """
+import json, sys
+from pathlib import Path
+from skitflow.plan.planner import build_plan
+from skitflow.recipe.loader import load_recipe_file
+from skitflow.steps.registry import default_registry
+plan = build_plan(load_recipe_file(Path(sys.argv[1]), partial=True), default_registry())
+print(json.dumps({"tasks": len(plan.tasks), "modules": sorted(
+    m for m in sys.modules if m.startswith("skitflow.steps.") and m not in (
+        "skitflow.steps.base", "skitflow.steps.columns", "skitflow.steps.registry",
+        "skitflow.steps.gate"))}))
+"""
+
+
+def test_planning_imports_only_the_step_modules_the_recipe_names(tmp_path) -> None:
+    recipe = tmp_path / "small.yaml"
+    recipe.write_text("apiVersion: skitflow/v1\nname: small\nsource:\n  csv: {path: data.csv}\n"
+                      "steps:\n  - strip: {columns: [text]}\nsinks:\n  - file: {path: out.csv}\n")
+    out = subprocess.run([sys.executable, "-c", VALIDATE_PROBE, str(recipe)], capture_output=True,
+                         text=True, check=True)
+    found = json.loads(out.stdout)
+    assert found["tasks"] >= 1
+    assert found["modules"] == ["skitflow.steps.sinks", "skitflow.steps.sources",
+                                "skitflow.steps.transforms"]
+
+
+def test_the_registry_lists_and_finds_every_builtin_without_importing_first() -> None:
+    from skitflow.steps.registry import discover
+
+    registry = discover()
+    assert set(registry.names()) == {name for _, name in BUILTIN_MODULES}
+    assert [e.kind for e in registry.find("s3")] == [Kind.SINK, Kind.SOURCE]
+    assert registry.get("strip", Kind.TRANSFORM).package == "skitflow"
+    assert registry.get("nope", Kind.TRANSFORM) is None
+    assert len(list(registry)) == len(BUILTIN_MODULES)

@@ -20,6 +20,8 @@ from skitflow.steps.base import Kind, Step
 ENTRY_POINT_GROUP = "skitflow.steps"
 #: the distribution whose entry point lists the built-in steps
 BUILTIN_PACKAGE = "skitflow"
+#: its entry point (pyproject.toml), the list `BUILTIN_MODULES` mirrors
+BUILTIN_ENTRY_POINT = "skitflow.steps.builtin:BUILTIN_STEPS"
 
 #: Where each built-in step lives: (kind, name) -> module. A task resolves its own built-in steps
 #: through this table and imports only their modules, instead of discovering every step (all
@@ -69,10 +71,16 @@ class Registry:
     where a step is written in the recipe says which kind is meant.
     """
 
-    def __init__(self, entries: Iterable[Registered]) -> None:
+    def __init__(self, entries: Iterable[Registered],
+                 lazy: dict[tuple[str, str], str] | None = None) -> None:
+        #: built-in steps not imported yet: (kind, name) -> module (see BUILTIN_MODULES)
+        self._lazy: dict[tuple[Kind, str], str] = {
+            (Kind(kind), name): module for (kind, name), module in (lazy or {}).items()}
         self._entries: dict[tuple[Kind, str], Registered] = {}
         for entry in entries:
             key = (entry.kind, entry.name)
+            if key in self._lazy:  # a plugin reusing a built-in name: name both (import it now)
+                self._load(key)
             other = self._entries.get(key)
             if other is not None and other.step is not entry.step:
                 raise SkitflowError(
@@ -84,25 +92,40 @@ class Registry:
                 )
             self._entries[key] = entry
 
+    def _load(self, key: tuple[Kind, str]) -> Registered | None:
+        """Import a built-in step's own module the first time the step is asked for."""
+        module = self._lazy.pop(key, None)
+        if module is not None:
+            for step in _steps_in(importlib.import_module(module)):
+                if (step.kind, step.name) == key:
+                    self._entries[key] = Registered(step, BUILTIN_PACKAGE)
+        return self._entries.get(key)
+
+    def _keys(self) -> set[tuple[Kind, str]]:
+        return set(self._entries) | set(self._lazy)
+
     def __contains__(self, name: str) -> bool:
-        return any(name == n for _, n in self._entries)
+        return any(name == n for _, n in self._keys())
 
     def __iter__(self) -> Iterator[Registered]:
+        for key in list(self._lazy):
+            self._load(key)
         return iter(sorted(self._entries.values(), key=lambda e: (e.kind.value, e.name)))
 
     def get(self, name: str, kind: Kind | None = None) -> Registered | None:
         """The step called `name` of `kind`; without a kind, the only step of that name."""
         if kind is not None:
-            return self._entries.get((kind, name))
+            return self._entries.get((kind, name)) or self._load((kind, name))
         found = self.find(name)
         return found[0] if len(found) == 1 else None
 
     def find(self, name: str) -> list[Registered]:
         """Every step called `name`, whatever its kind."""
-        return [entry for (_, n), entry in sorted(self._entries.items()) if n == name]
+        keys = sorted((k for k in self._keys() if k[1] == name), key=lambda k: k[0].value)
+        return [entry for key in keys if (entry := self.get(name, key[0])) is not None]
 
     def names(self, kind: Kind | None = None) -> list[str]:
-        return sorted({n for k, n in self._entries if kind is None or k == kind})
+        return sorted({n for k, n in self._keys() if kind is None or k == kind})
 
     def suggest(self, name: str, kind: Kind | None = None) -> str | None:
         return did_you_mean(name, self.names(kind))
@@ -124,12 +147,22 @@ def _steps_in(obj: object) -> list[type[Step]]:
 
 
 def discover() -> Registry:
-    """Load every step from the installed entry points (fresh, uncached)."""
+    """Every step from the installed entry points (fresh, uncached).
+
+    Plugins are loaded at once, so a broken one or a duplicate name is an error at start-up.
+    skitflow's own entry point is not imported: its steps are known from BUILTIN_MODULES (a test
+    keeps the two equal) and each step module is imported when one of its steps is first asked
+    for, so `validate` pays only for the steps a recipe uses.
+    """
     from importlib import metadata  # the scan costs; a task with built-in steps only skips it
 
     entries: list[Registered] = []
+    lazy: dict[tuple[str, str], str] = {}
     for point in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda p: p.value):
         package = point.dist.name if point.dist is not None else point.value
+        if package == BUILTIN_PACKAGE and point.value == BUILTIN_ENTRY_POINT:
+            lazy.update(BUILTIN_MODULES)
+            continue
         try:
             loaded = point.load()
         except Exception as exc:  # a broken plugin must not hide which one it was
@@ -139,7 +172,7 @@ def discover() -> Registry:
                 exit_code=1,
             ) from exc
         entries.extend(Registered(step, package) for step in _steps_in(loaded))
-    return Registry(entries)
+    return Registry(entries, lazy)
 
 
 def builtin_step(kind: Kind, name: str) -> type[Step] | None:
