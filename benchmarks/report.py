@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-ORDER = ("compile", "validate", "scale", "local_run", "fusion")
+ORDER = ("compile", "validate", "scale", "local_run", "tickets", "fusion")
 
 
 def write_reports(out: Path, meta: dict, results: dict) -> str:
@@ -91,7 +91,7 @@ def render(data: dict) -> str:
             )
     if "fusion" in benchmarks:
         lines += _fusion(benchmarks["fusion"])
-    for name in ("compile", "validate", "scale", "local_run"):
+    for name in ("compile", "validate", "scale", "local_run", "tickets"):
         if name in benchmarks:
             lines += _details(name, benchmarks[name])
     lines += ["", "## Runs and commands", ""]
@@ -129,6 +129,32 @@ def _fusion(result: dict) -> list[str]:
     return lines
 
 
+def _local_run_details(d: dict) -> list[str]:
+    """The local run's details at one size."""
+    tasks = ", ".join(f"{k} {v:.1f}" for k, v in d["task_seconds_median"].items())
+    stages = ", ".join(f"{k} {v:.1f}" for k, v in d["baseline_stage_seconds_median"].items())
+    return [
+        f"Rows: {d['rows']:,}. F1 macro: skitflow {d['f1_macro']['skitflow']:.4f}, baseline "
+        f"{d['f1_macro']['baseline']:.4f} (same split, same model settings). Published "
+        f"datasets identical: {_yes_no(d.get('same_dataset'))}.",
+        "",
+        f"- skitflow task seconds (median, as `skitflow run` reports them): {tasks}.",
+        f"- baseline stage seconds (median, after imports): {stages}.",
+        f"- peak of the summed RSS of the process tree (sampled every 0.1 s): skitflow "
+        f"{d['tree_peak_mib_median']['skitflow']} MiB, baseline "
+        f"{d['tree_peak_mib_median']['baseline']} MiB.",
+        f"- CPU seconds (user + system, whole tree): skitflow {d['cpu_s_median']['skitflow']:.1f}, "
+        f"baseline {d['cpu_s_median']['baseline']:.1f}. xgboost fit: skitflow "
+        f"{d['fit_s_median']['skitflow']:.1f} s (the trainer step as it logs it), baseline "
+        f"{d['fit_s_median']['baseline']:.1f} s.",
+        f"- bytes skitflow writes under its run folder (artifacts between tasks): "
+        f"{d['artifact_bytes']:,}.",
+        "- skitflow also writes an HTML report with two matplotlib figures; the baseline does "
+        "not (it writes the dataset, the model and the metrics JSON).",
+        "",
+    ]
+
+
 def _details(name: str, result: dict) -> list[str]:
     d = result["details"]
     lines = ["", f"## {name}", ""]
@@ -153,25 +179,15 @@ def _details(name: str, result: dict) -> list[str]:
         lines.append("- baseline: the same number of tasks written by hand with kfp's DSL (one "
                      "component reused per step), the same step settings as JSON parameters.")
     elif name == "local_run":
+        for size in d.values():
+            lines += _local_run_details(size)
+    elif name == "tickets":
         tasks = ", ".join(f"{k} {v:.1f}" for k, v in d["task_seconds_median"].items())
-        stages = ", ".join(f"{k} {v:.1f}" for k, v in d["baseline_stage_seconds_median"].items())
         lines += [
-            f"Rows: {d['rows']:,}. F1 macro: skitflow {d['f1_macro']['skitflow']:.4f}, baseline "
-            f"{d['f1_macro']['baseline']:.4f} (same split, same model settings). Published "
-            f"datasets identical: {_yes_no(d.get('same_dataset'))}.",
+            f"Tasks: {d['tasks']}. F1 macro: skitflow {d['f1_macro']['skitflow']:.4f}, baseline "
+            f"{d['f1_macro']['baseline']:.4f}. Published datasets identical: "
+            f"{_yes_no(d.get('same_dataset'))}.",
             "",
             f"- skitflow task seconds (median, as `skitflow run` reports them): {tasks}.",
-            f"- baseline stage seconds (median, after imports): {stages}.",
-            f"- peak of the summed RSS of the process tree (sampled every 0.1 s): skitflow "
-            f"{d['tree_peak_mib_median']['skitflow']} MiB, baseline "
-            f"{d['tree_peak_mib_median']['baseline']} MiB.",
-            f"- CPU seconds (user + system, whole tree): skitflow {d['cpu_s_median']['skitflow']:.1f}, "
-            f"baseline {d['cpu_s_median']['baseline']:.1f}. xgboost fit: skitflow "
-            f"{d['fit_s_median']['skitflow']:.1f} s (the trainer step as it logs it), baseline "
-            f"{d['fit_s_median']['baseline']:.1f} s.",
-            f"- bytes skitflow writes under its run folder (artifacts between tasks): "
-            f"{d['artifact_bytes']:,}.",
-            "- skitflow also writes an HTML report with two matplotlib figures; the baseline does "
-            "not (it writes the dataset, the model and the metrics JSON).",
         ]
     return lines
