@@ -321,7 +321,9 @@ def _local_run_at(cfg: Config, rows: int) -> dict:
     f1 = (comparison.a[-1].extra["metrics"].get("f1_macro"),
           comparison.b[-1].extra["metrics"].get("f1_macro"))
     tasks = comparison.a[-1].extra["task_seconds"]
-    result = row(f"{rows:,} rows", comparison, wall_goal=1.3, peak_goal=1.5)
+    # the goals: 1.3x at 300k rows, 1.1x at 1M (the fixed cost matters less with size)
+    result = row(f"{rows:,} rows", comparison, wall_goal=1.1 if rows >= 1_000_000 else 1.3,
+                 peak_goal=1.5)
     result["note"] = "peak: largest single process of the tree (maxrss); see details for the sum"
     # xgboost's fit is the same C++ work on both sides and swings most when the machine is busy.
     unfit = Comparison(*([Sample(round(s.wall_s - s.extra["fit_s"], 3), None) for s in side]
