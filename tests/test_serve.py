@@ -473,3 +473,51 @@ def test_the_artifact_endpoint_follows_the_artifact_service() -> None:
         missing = requests.get(f"{server.url}/apis/v2beta1/artifacts/999", timeout=10)
         assert missing.status_code == 404
         assert requests.get(f"{server.url}/apis/v2beta1/artifacts/x", timeout=10).status_code == 400
+
+
+SWEEP = """\
+apiVersion: skitflow/v1
+name: sweep
+matrix:
+  depth: [2, 4]
+source:
+  csv: {path: data/rows.csv}
+split:
+  train_test: {test_size: 0.25, stratify: label}
+trainer:
+  xgboost: {target: label, params: {max_depth: "{{ matrix.depth }}"}}
+evaluator:
+  classification: {target: label}
+  gate: {metric: accuracy, min: 0.5}
+sinks:
+  - file: {path: out/model.json}
+    input: model
+"""
+
+
+def test_a_matrix_run_answers_metrics_per_branch(kfp, s3_server, s3_env, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from skitflow.api import compile_recipe
+
+    for name in ("KFP_TOKEN", "KFP_COOKIE", "KF_PIPELINES_SA_TOKEN_PATH"):
+        monkeypatch.delenv(name, raising=False)
+    folder = tmp_path / "recipes"
+    folder.mkdir()
+    (folder / "sweep.yaml").write_text(SWEEP)
+    tasks = [t.id for t in compile_recipe(folder / "sweep.yaml").plan.tasks
+             if t.component == "evaluate"]
+    assert len(tasks) == 2
+    bucket = s3_server.create_bucket()
+    expected = {}
+    for index, task in enumerate(tasks):
+        document = {"metrics": {"accuracy": 0.5 + index / 8, "f1_macro": 0.25 + index / 16}}
+        s3_server.client().put_object(Bucket=bucket, Key=f"{task}/metrics",
+                                      Body=json.dumps(document).encode())
+        kfp.state.add_output_artifact(task, "metrics", f"s3://{bucket}/{task}/metrics")
+        expected[task] = document["metrics"]
+    with running_service(kfp.url, folder) as service:
+        started = _post_run(service, {}, name="sweep")
+        assert started.status_code == 201, started.text
+        view = _finished_view(service, started.json()["run_id"])
+    assert view["state"] == "SUCCEEDED"
+    assert view["metrics"] == expected and view["metrics_note"] is None
