@@ -173,7 +173,7 @@ class _Service:
         self.catalog = Catalog(settings.recipes)
         self.keys = IdempotencyStore(settings.idempotency_ttl, settings.idempotency_capacity)
         self.followers: set[asyncio.Task[None]] = set()
-        self._finished_metrics: dict[str, MetricsResult] = {}
+        self._finished_metrics: dict[tuple[str, str], MetricsResult] = {}
 
     def close(self) -> None:
         for task in self.followers:
@@ -392,9 +392,10 @@ class _Service:
         return package.plan
 
     async def _metrics(self, run: Any, plan: Any) -> MetricsResult:
-        """A finished run's metrics, read once per run (they no longer change) when read whole;
-        a failure is answered as a note and tried again on the next request."""
-        known = self._finished_metrics.get(run.run_id)
+        """A finished run's metrics, read once per run end (a retried run ends again) when read
+        whole; a failure is answered as a note and tried again on the next request."""
+        key = (str(run.run_id), str(run.finished_at))
+        known = self._finished_metrics.get(key)
         if known is not None:
             return known
         try:
@@ -405,7 +406,7 @@ class _Service:
         if result.metrics is not None:
             if len(self._finished_metrics) >= MAX_REMEMBERED_METRICS:
                 self._finished_metrics.pop(next(iter(self._finished_metrics)))
-            self._finished_metrics[run.run_id] = result
+            self._finished_metrics[key] = result
         return result
 
     async def _follow(self, entry: Entry, arguments: dict[str, Any], params: dict[str, Any],
