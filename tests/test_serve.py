@@ -222,7 +222,8 @@ def test_a_run_is_started_through_submit_and_followed(service, kfp) -> None:
         if view["finished"]:
             break
     assert view["state"] == "SUCCEEDED" and view["recipe"] == "scores"
-    assert view["gate"] == "passed" and view["metrics"] is None and view["metrics_note"]
+    assert view["gate"] == "passed" and view["metrics"] is None
+    assert "no `metrics` output artifact" in view["metrics_note"]
     missing = requests.get(f"{service.url}/runs/nope", headers=service.headers(), timeout=10)
     assert missing.status_code == 404
 
@@ -367,3 +368,156 @@ def test_serve_without_a_token_is_an_input_error(cli, tmp_path: Path,
 def test_json_is_answered_for_unknown_routes(service) -> None:
     answer = requests.get(f"{service.url}/nothing", headers=service.headers(), timeout=5)
     assert answer.status_code == 404 and json.loads(answer.text)["error"]
+
+
+# -- metrics of a finished run (its evaluate task's Metrics artifact, in real S3) ------------------
+
+
+def _evaluate_task(folder: Path) -> str:
+    from skitflow.api import compile_recipe
+
+    plan = compile_recipe(folder / "scores.yaml").plan
+    (task,) = [t.id for t in plan.tasks if t.component == "evaluate"]
+    return task
+
+
+def _metrics_document() -> dict:
+    """What the evaluator writes at its Metrics artifact's path (skitflow.run.runtime.evaluate):
+    the scalars under `metrics`, next to the details."""
+    from sklearn import metrics
+
+    actual, predicted = [0, 1, 1, 0, 1, 1, 0, 1], [0, 1, 0, 0, 1, 1, 1, 1]
+    scalars = {"accuracy": float(metrics.accuracy_score(actual, predicted)),
+               "f1_macro": float(metrics.f1_score(actual, predicted, average="macro"))}
+    return {"metrics": scalars, "per_class": {"0": {"support": 3}, "1": {"support": 5}},
+            "gate": {"passed": True, "metric": "accuracy"}}
+
+
+def _finished_view(service, run_id: str) -> dict:
+    for _ in range(20):
+        answer = requests.get(f"{service.url}/runs/{run_id}", headers=service.headers(), timeout=30)
+        assert answer.status_code == 200, answer.text
+        view = answer.json()
+        if view["finished"]:
+            return view
+    raise AssertionError(f"run {run_id} did not finish: {view}")
+
+
+@pytest.fixture
+def s3_env(s3_server, monkeypatch: pytest.MonkeyPatch) -> dict:
+    env = {**s3_server.env(), "AWS_MAX_ATTEMPTS": "2"}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return env
+
+
+def test_a_finished_run_answers_its_metrics_from_the_artifact(service, kfp, s3_server,
+                                                              s3_env) -> None:
+    bucket = s3_server.create_bucket()
+    document = _metrics_document()
+    key = "v2/artifacts/scores/run/evaluate/metrics"
+    s3_server.client().put_object(Bucket=bucket, Key=key, Body=json.dumps(document).encode())
+    task = _evaluate_task(service.settings.recipes)
+    artifact_id = kfp.state.add_output_artifact(task, "metrics", f"s3://{bucket}/{key}")
+    started = _post_run(service, {"params": {"since": "2024-01-01"}}).json()
+    first = requests.get(f"{service.url}/runs/{started['run_id']}", headers=service.headers(),
+                         timeout=30).json()
+    assert not first["finished"] and first["metrics"] is None and first["metrics_note"] is None
+    view = _finished_view(service, started["run_id"])
+    assert view["state"] == "SUCCEEDED" and view["gate"] == "passed"
+    assert view["metrics"] == document["metrics"] and view["metrics_note"] is None
+    assert kfp.state.requests_to(f"/artifacts/{artifact_id}$", "GET")
+    again = _finished_view(service, started["run_id"])  # read once: the second answer is kept
+    assert again["metrics"] == document["metrics"]
+    assert len(kfp.state.requests_to(f"/artifacts/{artifact_id}$", "GET")) == 1
+
+
+def test_unreadable_metrics_are_null_with_a_note_and_status_200(service, kfp, s3_server,
+                                                                s3_env) -> None:
+    bucket = s3_server.create_bucket()
+    task = _evaluate_task(service.settings.recipes)
+    kfp.state.add_output_artifact(task, "metrics", f"s3://{bucket}/never/written")
+    started = _post_run(service, {"params": {"since": "2024-01-01"}}).json()
+    view = _finished_view(service, started["run_id"])
+    assert view["state"] == "SUCCEEDED" and view["gate"] == "passed"
+    assert view["metrics"] is None
+    assert task in view["metrics_note"] and "never/written" in view["metrics_note"]
+    assert s3_env["AWS_SECRET_ACCESS_KEY"] not in view["metrics_note"]
+    # the object appears later: a failed read is not kept, the next request reads it
+    document = _metrics_document()
+    s3_server.client().put_object(Bucket=bucket, Key="never/written",
+                                  Body=json.dumps(document).encode())
+    assert _finished_view(service, started["run_id"])["metrics"] == document["metrics"]
+
+
+def test_no_output_artifact_or_an_unknown_store_is_a_note(service, kfp) -> None:
+    started = _post_run(service, {"params": {"since": "2024-01-01"}}).json()
+    view = _finished_view(service, started["run_id"])
+    assert view["metrics"] is None and "no `metrics` output artifact" in view["metrics_note"]
+    task = _evaluate_task(service.settings.recipes)
+    kfp.state.add_output_artifact(task, "metrics", "gs://bucket/metrics")
+    started = _post_run(service, {"params": {"since": "2024-01-01"}}).json()
+    view = _finished_view(service, started["run_id"])
+    assert view["metrics"] is None and "gs://" in view["metrics_note"]
+
+
+def test_the_artifact_endpoint_follows_the_artifact_service() -> None:
+    with running_kfp_server() as server:
+        artifact_id = server.state.add_output_artifact("evaluate", "metrics", "s3://b/k/metrics")
+        answer = requests.get(f"{server.url}/apis/v2beta1/artifacts/{artifact_id}", timeout=10)
+        assert answer.status_code == 200
+        body = answer.json()
+        assert body["uri"] == "s3://b/k/metrics" and body["artifact_type"] == "system.Metrics"
+        assert body["storage_provider"] == "s3" and body["storage_path"] == "k/metrics"
+        assert "download_url" not in body
+        missing = requests.get(f"{server.url}/apis/v2beta1/artifacts/999", timeout=10)
+        assert missing.status_code == 404
+        assert requests.get(f"{server.url}/apis/v2beta1/artifacts/x", timeout=10).status_code == 400
+
+
+SWEEP = """\
+apiVersion: skitflow/v1
+name: sweep
+matrix:
+  depth: [2, 4]
+source:
+  csv: {path: data/rows.csv}
+split:
+  train_test: {test_size: 0.25, stratify: label}
+trainer:
+  xgboost: {target: label, params: {max_depth: "{{ matrix.depth }}"}}
+evaluator:
+  classification: {target: label}
+  gate: {metric: accuracy, min: 0.5}
+sinks:
+  - file: {path: out/model.json}
+    input: model
+"""
+
+
+def test_a_matrix_run_answers_metrics_per_branch(kfp, s3_server, s3_env, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from skitflow.api import compile_recipe
+
+    for name in ("KFP_TOKEN", "KFP_COOKIE", "KF_PIPELINES_SA_TOKEN_PATH"):
+        monkeypatch.delenv(name, raising=False)
+    folder = tmp_path / "recipes"
+    folder.mkdir()
+    (folder / "sweep.yaml").write_text(SWEEP)
+    tasks = [t.id for t in compile_recipe(folder / "sweep.yaml").plan.tasks
+             if t.component == "evaluate"]
+    assert len(tasks) == 2
+    bucket = s3_server.create_bucket()
+    expected = {}
+    for index, task in enumerate(tasks):
+        document = {"metrics": {"accuracy": 0.5 + index / 8, "f1_macro": 0.25 + index / 16}}
+        s3_server.client().put_object(Bucket=bucket, Key=f"{task}/metrics",
+                                      Body=json.dumps(document).encode())
+        kfp.state.add_output_artifact(task, "metrics", f"s3://{bucket}/{task}/metrics")
+        expected[task] = document["metrics"]
+    with running_service(kfp.url, folder) as service:
+        started = _post_run(service, {}, name="sweep")
+        assert started.status_code == 201, started.text
+        view = _finished_view(service, started.json()["run_id"])
+    assert view["state"] == "SUCCEEDED"
+    assert view["metrics"] == expected and view["metrics_note"] is None

@@ -366,3 +366,14 @@ def service_account_credentials(token_path: str) -> Any:
     from kfp.client.set_volume_credentials import ServiceAccountTokenVolumeCredentials
 
     return ServiceAccountTokenVolumeCredentials(token_path)
+
+
+# -- API server endpoints kfp_server_api has no class for (the v2beta1 ArtifactService) -----------
+
+
+def client_get_json(client: Any, path: str) -> Any:
+    """GET one API server path through the client's own ApiClient (host, auth, timeout) as JSON;
+    kfp_server_api 2.x has no ArtifactServiceApi, so `GET /apis/v2beta1/artifacts/{id}` goes here."""
+    return client._run_api.api_client.call_api(
+        path, "GET", {}, [], {"Accept": "application/json"}, response_type="object",
+        auth_settings=["Bearer"], _return_http_data_only=True, _preload_content=True)

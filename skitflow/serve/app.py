@@ -4,7 +4,8 @@
     GET  /recipes                the recipes of the folder with their parameters
     POST /recipes/{name}/runs    {"params": {...}, "experiment": "..."} -> 201 run id and link;
                                  400 with every problem; `Idempotency-Key` returns the first run
-    GET  /runs/{id}              state, tasks, error; when finished the gate verdict
+    GET  /runs/{id}              state, tasks, error; when finished the gate verdict and the
+                                 metrics (null with `metrics_note` when they cannot be read)
     POST /slack/command          Slack's slash command (signature instead of the token)
 
 Every answer is JSON. Bodies over `max_body_bytes` get 413, bodies slower than `body_timeout`
@@ -35,6 +36,7 @@ from skitflow.serve import messages, slack
 from skitflow.serve.catalog import Catalog, Entry, describe
 from skitflow.serve.idempotency import MAX_KEY_LENGTH, IdempotencyStore, KeyReused
 from skitflow.serve.kubeflow import Gateway, UpstreamTimeout
+from skitflow.serve.metrics import MetricsResult
 from skitflow.serve.security import bearer_matches, slack_request_problem
 from skitflow.serve.settings import ServeSettings
 from skitflow.submit.reconcile import FINAL_STATES, Submission
@@ -43,6 +45,8 @@ log = logging.getLogger("skitflow.serve")
 OPEN_PATHS = frozenset({"/health", "/slack/command"})
 #: Slack commands followed at once; more are submitted but their end is not posted
 MAX_FOLLOWED = 200
+#: finished runs whose metrics the service keeps, so polling one does not read them again
+MAX_REMEMBERED_METRICS = 1024
 
 
 class HttpError(Exception):
@@ -169,6 +173,7 @@ class _Service:
         self.catalog = Catalog(settings.recipes)
         self.keys = IdempotencyStore(settings.idempotency_ttl, settings.idempotency_capacity)
         self.followers: set[asyncio.Task[None]] = set()
+        self._finished_metrics: dict[tuple[str, str], MetricsResult] = {}
 
     def close(self) -> None:
         for task in self.followers:
@@ -221,8 +226,9 @@ class _Service:
             if "(404)" in str(exc):
                 raise HttpError(404, f"no run `{run_id}` on Kubeflow") from None
             raise _upstream(exc) from None
-        return JSONResponse(messages.run_view(run, self.gateway.link(run_id),
-                                              await self._plan_of(run)))
+        plan = await self._plan_of(run)
+        metrics = await self._metrics(run, plan) if str(run.state or "") in FINAL_STATES else None
+        return JSONResponse(messages.run_view(run, self.gateway.link(run_id), plan, metrics))
 
     @_handled
     async def slack_command(self, request: Request) -> Response:
@@ -384,6 +390,24 @@ class _Service:
         except SkitflowError:
             return None
         return package.plan
+
+    async def _metrics(self, run: Any, plan: Any) -> MetricsResult:
+        """A finished run's metrics, read once per run end (a retried run ends again) when read
+        whole; a failure is answered as a note and tried again on the next request."""
+        key = (str(run.run_id), str(run.finished_at))
+        known = self._finished_metrics.get(key)
+        if known is not None:
+            return known
+        try:
+            result = await self.gateway.call("reading the run's metrics", self.gateway.run_metrics,
+                                             run, plan)
+        except UpstreamTimeout as exc:
+            return MetricsResult(None, f"the metrics were not read within {exc.seconds:g}s")
+        if result.metrics is not None:
+            if len(self._finished_metrics) >= MAX_REMEMBERED_METRICS:
+                self._finished_metrics.pop(next(iter(self._finished_metrics)))
+            self._finished_metrics[key] = result
+        return result
 
     async def _follow(self, entry: Entry, arguments: dict[str, Any], params: dict[str, Any],
                       response_url: str) -> None:

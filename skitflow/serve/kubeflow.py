@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from skitflow.errors import RemoteError
+from skitflow.serve import metrics
 from skitflow.submit import reconcile
 from skitflow.submit.client import Kfp, Target, credentials_from, kfp_policy
 from skitflow.submit.config import normalise_host
@@ -87,6 +88,11 @@ class Gateway:
 
     def get_run(self, run_id: str) -> Any:
         return self.kfp.call("checking the run", lambda client: client.get_run(run_id))
+
+    def run_metrics(self, run: Any, plan: Any) -> metrics.MetricsResult:
+        """A finished run's metric values (never raises; see skitflow.serve.metrics)."""
+        return metrics.read_metrics(run, plan, self.kfp.get_artifact,
+                                    secrets=tuple(self.kfp.target.credentials.secrets()))
 
     # -- waiting for them (the event loop) ---------------------------------------------------
 

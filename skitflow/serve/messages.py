@@ -3,10 +3,10 @@
 The Slack message for a finished run comes from the same builder as the recipe's `notify:`
 (skitflow.util.notify), so the two cannot describe a run differently.
 
-What the Kubeflow run API tells: the run's state, its tasks' states and the error. Metric values
-live in ML Metadata, not in the run API, so `metrics` is null here; the gate verdict is read from
-the tasks the gate guards (the sinks after an evaluator's gate): they ran (passed) or were skipped
-(failed).
+What the Kubeflow run API tells: the run's state, its tasks' states and the error. The gate
+verdict is read from the tasks the gate guards (the sinks after an evaluator's gate): they ran
+(passed) or were skipped (failed). Metric values are not in the run API: skitflow.serve.metrics
+reads them from the evaluate tasks' output artifacts and hands them in here.
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ from __future__ import annotations
 from typing import Any
 
 from skitflow.plan.planner import Plan
+from skitflow.serve.metrics import MetricsResult
 from skitflow.submit.reconcile import FINAL_STATES, progress_of
 
-METRICS_NOTE = ("metric values are kept in Kubeflow's ML Metadata, which the run API does not "
-                "return; see the run's page, or write them to a table with the `sql` sink")
+NOT_READ = MetricsResult(None, "the metrics were not read for this answer")
 
 
 def gate_verdict(plan: Plan | None, tasks: dict[str, str]) -> str | None:
@@ -35,8 +35,10 @@ def gate_verdict(plan: Plan | None, tasks: dict[str, str]) -> str | None:
     return None
 
 
-def run_view(run: Any, link: str, plan: Plan | None) -> dict[str, Any]:
-    """The JSON answer of `GET /runs/{id}`."""
+def run_view(run: Any, link: str, plan: Plan | None,
+             metrics: MetricsResult | None = None) -> dict[str, Any]:
+    """The JSON answer of `GET /runs/{id}`; `metrics` (read once the run finished) is null with
+    a note while it runs or when they could not be read."""
     task_ids = {t.id for t in plan.tasks} if plan is not None else set()
     progress = progress_of(run, task_ids, 0.0)
     tasks = dict(progress.tasks)
@@ -54,8 +56,8 @@ def run_view(run: Any, link: str, plan: Plan | None) -> dict[str, Any]:
         "failed_task": progress.failed_task,
         "error": progress.error,
         "gate": gate_verdict(plan, tasks) if finished else None,
-        "metrics": None,
-        "metrics_note": METRICS_NOTE if finished else None,
+        "metrics": (metrics or NOT_READ).metrics if finished else None,
+        "metrics_note": (metrics or NOT_READ).note if finished else None,
     }
 
 

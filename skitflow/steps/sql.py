@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     import pandas as pd
     import sqlalchemy as sa
 
-__all__ = ["SQL_STEPS", "SqlSource", "frame_from_chunks"]
+__all__ = ["SQL_STEPS", "DatabaseSettings", "SqlSource", "frame_from_chunks"]
 
 # The same pattern SQLAlchemy's text() uses to find `:name` bind parameters.
 _BIND_PARAM = re.compile(r"(?<![:\w\x5c]):(\w+)(?![:\w])")
@@ -46,6 +46,22 @@ Scalar = str | int | float | bool | None
 SqlValue = Scalar | list[Scalar]
 
 _UTC_NAMES = {"Etc/UTC", "Etc/Universal", "Etc/Zulu", "Universal", "Zulu", "UCT", "Etc/UCT"}
+
+
+class DatabaseSettings(StepSettings):
+    """Where the database URL is, shared by the `sql` source and sink: the name of an
+    environment variable (on Kubeflow, a Kubernetes secret mapped to it), never the URL."""
+
+    url_env: str = Field(
+        "DATABASE_URL",
+        description="Name of the environment variable that holds the SQLAlchemy URL "
+        "(which contains the password). The URL itself never goes in the recipe.",
+    )
+
+    @field_validator("url_env")
+    @classmethod
+    def _env_name(cls, value: str) -> str:
+        return valid_env_name(value)
 
 
 class SqlSource(SourceStep):
@@ -70,14 +86,9 @@ class SqlSource(SourceStep):
         "columns": ["ticket_id", "subject", "channel"],
     }
 
-    class Settings(StepSettings):
+    class Settings(DatabaseSettings):
         """Which database, what to read and how."""
 
-        url_env: str = Field(
-            "DATABASE_URL",
-            description="Name of the environment variable that holds the SQLAlchemy URL "
-            "(which contains the password). The URL itself never goes in the recipe.",
-        )
         table: str | None = Field(
             None, description="A table or view to read, e.g. `tickets` or `sales.orders`."
         )
@@ -110,11 +121,6 @@ class SqlSource(SourceStep):
         retries: int = Field(
             3, ge=0, le=10, description="Retries after a connection fault, with backoff."
         )
-
-        @field_validator("url_env")
-        @classmethod
-        def _env_name(cls, value: str) -> str:
-            return valid_env_name(value)
 
         @field_validator("table")
         @classmethod

@@ -33,12 +33,12 @@ from skitflow.connectors.sql import (
     scrub,
     sqlstate,
     translate_connection_error,
-    valid_env_name,
     with_retries,
 )
 from skitflow.errors import RemoteError, SkitflowError, StepFailed, did_you_mean
-from skitflow.steps.base import ArtifactFile, RunContext, SinkStep, StepSettings
+from skitflow.steps.base import ArtifactFile, RunContext, SinkStep
 from skitflow.steps.columns import ColumnList
+from skitflow.steps.sql import DatabaseSettings
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -72,14 +72,9 @@ class SqlSink(SinkStep):
         "mode": "append",
     }
 
-    class Settings(StepSettings):
+    class Settings(DatabaseSettings):
         """Which database and table, and how the rows are written."""
 
-        url_env: str = Field(
-            "DATABASE_URL",
-            description="Name of the environment variable that holds the SQLAlchemy URL "
-            "(which contains the password). The URL itself never goes in the recipe.",
-        )
         table: str = Field(description="The table to write, e.g. `metrics` or `sales.scores`.")
         mode: Literal["append", "replace", "upsert"] = Field(
             "append",
@@ -106,11 +101,6 @@ class SqlSink(SinkStep):
         retries: int = Field(
             3, ge=0, le=10, description="Retries of the whole write after a connection fault."
         )
-
-        @field_validator("url_env")
-        @classmethod
-        def _env_name(cls, value: str) -> str:
-            return valid_env_name(value)
 
         @field_validator("table")
         @classmethod

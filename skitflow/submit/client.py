@@ -25,6 +25,7 @@ import os
 import sys
 import threading
 import time
+import urllib.parse
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -303,6 +304,16 @@ class Kfp:
         tag = self.call("reading the Kubeflow Pipelines version",
                         kfp_compat.client_healthz_raw).get("tag_name")
         return str(tag) if tag is not None else None
+
+    def get_artifact(self, artifact_id: str) -> dict[str, Any]:
+        """`GET /apis/v2beta1/artifacts/{id}` (ArtifactService, KFP 2.1+): the artifact's `uri`,
+        type and storage fields, the metadata where the server has them (newer backends)."""
+        path = f"/apis/v2beta1/artifacts/{urllib.parse.quote(str(artifact_id), safe='')}"
+        answer = self.call("reading an output artifact",
+                           lambda client: kfp_compat.client_get_json(client, path))
+        if not isinstance(answer, dict):
+            raise RemoteError("Kubeflow answered an artifact that is not a JSON object")
+        return answer
 
     def call(self, what: str, operation: Callable[[Any], T]) -> T:
         """Run `operation(client)`, retrying transient faults; `what` names it in messages.

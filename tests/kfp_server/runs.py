@@ -15,6 +15,12 @@ Each node carries its state, ``pod_name``, ``child_tasks`` (pod names) and
 "finish" in dependency order as the run is polled; in an if/elif/else group the
 first branch runs and the others are SKIPPED. Outcomes other than SUCCEEDED are
 scripted with :class:`RunScript`.
+
+A task detail's ``outputs`` (``map<string, ArtifactList>``, ``ArtifactList.artifact_ids`` int64
+ML Metadata IDs, written as strings by protojson) is empty by default, as the 2.5 API server
+leaves it for tasks converted from Argo nodes (``toModelTask``'s ``util.NodeStatus`` case has
+"TODO: parse input and output artifacts"); a test that wants a backend which records outputs
+adds them with ``ServerState.add_output_artifact`` and they appear on the task once it succeeded.
 """
 
 from __future__ import annotations
@@ -75,6 +81,8 @@ class SimulatedRun:
     canceled: bool = False
     state: str = ""
     task_times: dict[tuple[tuple[str, ...], str], str] = field(default_factory=dict)
+    #: output artifact IDs by task key and output name (ServerState.add_output_artifact)
+    outputs: dict[str, dict[str, list[str]]] = field(default_factory=dict)
 
     @classmethod
     def create(
@@ -235,6 +243,7 @@ class SimulatedRun:
             else:
                 node = self._node(nodes, child_path, child.key, template, parent["task_id"],
                                   leaf_states[child.key], failed=leaf_states[child.key] == "FAILED")
+                node["outputs"] = self.outputs.get(child.key, {})
                 pod = self._node(nodes, (*child_path, "executor"), "executor", "system-container-impl",
                                  node["task_id"], node["state"], failed=node["failed"])
                 node["children"] = [pod["pod_name"]]
@@ -285,6 +294,10 @@ class SimulatedRun:
             ended = self.task_times.setdefault((path, "end"), now())
             detail["end_time"] = ended
             detail["state_history"].append({"update_time": ended, "state": state})
+        if node.get("outputs") and state == "SUCCEEDED":
+            # PipelineTaskDetail.outputs: map<string, ArtifactList{repeated int64 artifact_ids}>
+            detail["outputs"] = {name: {"artifact_ids": list(ids)}
+                                 for name, ids in node["outputs"].items()}
         if node["failed"]:
             detail["error"] = {"code": 2, "message": self.message}
         return public(detail)

@@ -190,6 +190,11 @@ def _routes() -> list[tuple[str, re.Pattern[str], Handler]]:
             f"/runs/{run}:(?P<action>archive|unarchive|terminate|retry)",
             lambda s, c: s.change_run(c.params["run_id"], c.params["action"]),
         ),
+        (
+            "GET",
+            "/artifacts/(?P<artifact_id>[^/:]+)",
+            lambda s, c: s.get_artifact(c.params["artifact_id"], c.query.get("view", "")),
+        ),
         ("GET", "/recurringruns", lambda s, c: s.list_recurring_runs(c.query)),
         ("POST", "/recurringruns", lambda s, c: s.create_recurring_run(c.json("V2beta1RecurringRun"))),
         ("GET", f"/recurringruns/{job}", lambda s, c: s.get_recurring_run(c.params["job_id"])),

@@ -76,6 +76,10 @@ class ServerState:
         self.experiments: dict[str, dict[str, Any]] = {}
         self.runs: dict[str, SimulatedRun] = {}
         self.recurring_runs: dict[str, dict[str, Any]] = {}
+        #: ArtifactService records by ID, and the output artifacts each container task (by key)
+        #: reports once it succeeded, for runs created after they were added
+        self.artifacts: dict[str, dict[str, Any]] = {}
+        self.task_outputs: dict[str, dict[str, list[str]]] = {}
         if default_experiment and not multi_user:
             self._default_experiment()
 
@@ -107,6 +111,30 @@ class ServerState:
         with self.lock:
             self.run_scripts.append(script)
         return script
+
+    def add_output_artifact(self, task: str, output: str, uri: str,
+                            artifact_type: str = "system.Metrics") -> str:
+        """Give future runs' task ``task`` (its key) the output artifact ``output`` at ``uri``.
+
+        As in ML Metadata, the artifact gets an int64 ID (written as a string in JSON, as
+        protojson writes int64) that ``GET /artifacts/{id}`` answers; the object at ``uri`` is
+        the caller's to write (e.g. into the SeaweedFS test server).
+        """
+        with self.lock:
+            artifact_id = str(len(self.artifacts) + 1)
+            bucket, _, path = uri.partition("://")[2].partition("/")
+            self.artifacts[artifact_id] = {
+                "artifact_id": artifact_id,
+                "storage_provider": uri.partition("://")[0],
+                "storage_path": path if bucket else "",
+                "uri": uri,
+                "namespace": "",
+                "artifact_type": artifact_type,
+                "created_at": now(),
+                "last_updated_at": now(),
+            }
+            self.task_outputs.setdefault(task, {}).setdefault(output, []).append(artifact_id)
+            return artifact_id
 
     def requests_to(self, path_regex: str, method: str | None = None) -> list[RecordedRequest]:
         """Recorded requests whose path matches ``path_regex`` (and method, if given)."""
@@ -468,6 +496,8 @@ class ServerState:
             }
             tree = task_tree(source.package.pipeline_spec)
             run = SimulatedRun.create(resource, tree, self.run_polls, script, source.package.name)
+            run.outputs = {task: {name: list(ids) for name, ids in outputs.items()}
+                           for task, outputs in self.task_outputs.items()}
             self.runs[run_id] = run
             experiment["last_run_created_at"] = created_at
             return run.render()
@@ -479,6 +509,21 @@ class ServerState:
             self.check_namespace(run.resource["namespace"])
             run.poll()
             return run.render()
+
+    def get_artifact(self, artifact_id: str, view: str) -> dict[str, Any]:
+        """``GET /artifacts/{id}`` (ArtifactService, backend/api/v2beta1/artifacts.proto): the
+        artifact's URI and storage fields; the MLMD ID is an int64. ``view=DOWNLOAD`` would add a
+        signed ``download_url``, which this server cannot sign."""
+        if not artifact_id.isdigit():
+            raise ApiError(400, f"Invalid input error: artifact id `{artifact_id}` is not an int64")
+        if view.upper() == "DOWNLOAD":
+            raise ApiError(501, "the test server does not sign download URLs (view=DOWNLOAD)")
+        with self.lock:
+            artifact = self.artifacts.get(artifact_id)
+            if artifact is None:
+                raise ApiError(404, f"NotFoundError: Failed to get artifact {artifact_id}: "
+                               "artifact not found")
+            return public(dict(artifact))
 
     def list_runs(self, query: dict[str, str]) -> dict[str, Any]:
         """``GET /runs``; ``experiment_id`` and ``namespace`` narrow the list (no poll counted)."""
