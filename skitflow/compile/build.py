@@ -14,7 +14,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from skitflow import __version__
-from skitflow.compile.kfp_compat import import_kfp, import_kfp_kubernetes, package_comments
+from skitflow.compile.kfp_compat import (
+    import_kfp,
+    import_kfp_kubernetes,
+    linear_spec_builder,
+    package_comments,
+)
 from skitflow.errors import SkitflowError
 from skitflow.expressions import COMPARISONS
 from skitflow.plan.planner import Condition, Plan, Ref, Task, build_plan
@@ -200,7 +205,8 @@ def build_pipeline(plan: Plan) -> Any:
     )
     body.__name__ = plan.name.replace("-", "_")
     body.__doc__ = plan.description or None
-    return dsl.pipeline(name=plan.name, description=plan.description or None)(body)
+    with linear_spec_builder():  # kfp builds the spec here; same bytes, linear time
+        return dsl.pipeline(name=plan.name, description=plan.description or None)(body)
 
 
 
