@@ -143,3 +143,50 @@ def test_a_sweep_runs_and_publishes_only_the_winner(tmp_path: Path) -> None:
     assert (tmp_path / "out" / "model.json").read_bytes() == \
         (run_dir / f"train-xgboost-{winner}" / "model").read_bytes()
     assert "winner" in (run_dir / "select-f1-macro" / "report").read_text()
+
+
+BEAT = ("  gate: {metric: f1_macro, min: 0.0}", "  gate: {metric: f1_macro, min: 0.0, beat: out/model.json, by: 0.01}")
+
+
+def test_a_sweep_with_beat_scores_the_published_model_in_its_select_task(tmp_path: Path) -> None:
+    from skitflow.compile.build import compile_plan, task_spec
+    from tests.package_check import check_package
+
+    swept = plan(recipe().replace(*BEAT))
+    chooser = swept.task("select-f1-macro")
+    assert chooser.inputs["test"] == swept.task("evaluate-classification-depth2").inputs["test"]
+    assert [c.step for c in chooser.calls] == ["classification"]
+    assert chooser.options.caching is False  # the published model changes under its name
+    spec = json.loads(task_spec(swept, chooser))
+    assert spec["gate"]["beat"] == "out/model.json" and spec["calls"][0]["step"] == "classification"
+    package = check_package(compile_plan(swept).text, tmp_path)
+    assert "test" in package["root"]["dag"]["tasks"]["select-f1-macro"]["inputs"]["artifacts"]
+    plain = plan(recipe()).task("select-f1-macro")  # without `beat:` the shape is unchanged
+    assert "test" not in plain.inputs and plain.calls == ()
+
+
+@pytest.mark.slow
+def test_a_sweeps_winner_must_beat_the_published_model(tmp_path: Path) -> None:
+    data = pd.DataFrame({"call_id": range(120), "text": ["x"] * 120, "intent": ["a", "b", "c"] * 40,
+                         "duration": [float(i % 17) for i in range(120)]})
+    data.to_csv(tmp_path / "calls.csv", index=False)
+    (tmp_path / "r.yaml").write_text(recipe().replace(*BEAT))
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+
+    def run(out: str) -> tuple[subprocess.CompletedProcess[str], dict]:
+        done = subprocess.run([sys.executable, "-m", "skitflow", "run", "r.yaml", "--out", out],
+                              cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+        return done, json.loads((tmp_path / out / "summary.json").read_text())
+
+    first, summary = run("run1")
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert summary["gate"]["champion"] == "none yet"
+    published = (tmp_path / "out" / "model.json").read_bytes()
+    # the same data and settings: the same winner, which does not beat itself by 0.01
+    second, summary = run("run2")
+    assert second.returncode == 3, second.stdout + second.stderr
+    gate = summary["gate"]
+    assert gate["champion"] == "scored" and gate["passed"] is False
+    assert gate["champion_score"] == pytest.approx(summary["metrics"]["f1_macro"])
+    assert "does not beat the published model's" in gate["reason"]
+    assert (tmp_path / "out" / "model.json").read_bytes() == published

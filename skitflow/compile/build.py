@@ -146,7 +146,8 @@ def build_pipeline(plan: Plan) -> Any:
             function = component_function(
                 task.component, [(name, KFP_PARAM_TYPES[plan.parameters[name].type].__name__)
                                  for name in task.params],
-                task.run_names, task.checks, task.fan_in)
+                task.run_names, task.checks, task.fan_in,
+                champion=task.component == "select" and "test" in task.inputs)
             component = dsl.component(
                 function, base_image=task.options.image or plan.image, install_kfp_package=False)
             component.component_spec.name = task.id
