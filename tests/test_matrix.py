@@ -96,6 +96,10 @@ def test_select_shares_the_data_path_and_gates_only_the_winner() -> None:
     (recipe(matrix="  a: [" + ", ".join(map(str, range(17))) + "]\n  b: [" +
             ", ".join(map(str, range(16))) + "]", select=""),
      f"the matrix has 272 branches, over the limit of {MAX_BRANCHES}"),
+    (recipe(matrix='  depth: "{{ params.depths }}"', select="").replace(
+        "matrix:", "parameters:\n  depths: {type: list, default: [2, 4]}\nmatrix:"),
+     "sweep.yaml:6:10: matrix `depth` takes its values from `params.depths` at run time; branches "
+     "decided at run time (a ParallelFor over a list parameter) are not supported yet"),
 ])
 def test_bad_matrices_are_refused_with_a_location(text: str, message: str) -> None:
     with pytest.raises(RecipeError) as caught:

@@ -24,6 +24,8 @@ from skitflow.recipe.sourcemap import SourceMap
 MAX_BRANCHES = 256
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _VALUE_TYPES = (str, int, float, bool)
+#: a dimension whose values a pipeline parameter would choose at submit time
+_RUNTIME_LIST = re.compile(r"\{\{\s*params\.([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,8 @@ def expand_matrix(raw: Any, source_map: SourceMap) -> tuple[Branch, ...]:
         if not isinstance(name, str) or not _NAME.fullmatch(name):
             problems.append(source_map.problem(where, f"matrix name `{name}` must be an identifier",
                                                "use letters, digits and `_`", key=True))
+        elif isinstance(values, str) and _RUNTIME_LIST.fullmatch(values.strip()):
+            problems.append(_run_time_axis(name, values.strip(), where, source_map))
         elif not isinstance(values, list) or not values:
             problems.append(source_map.problem(where, f"matrix `{name}` must be a non-empty list",
                                                f"e.g. `{name}: [a, b]`"))
@@ -80,6 +84,18 @@ def expand_matrix(raw: Any, source_map: SourceMap) -> tuple[Branch, ...]:
     if len(combos) > MAX_BRANCHES:
         raise _too_many(len(combos), source_map)
     return _labelled(combos)
+
+
+def _run_time_axis(name: str, text: str, where: tuple[str | int, ...],
+                   source_map: SourceMap) -> Problem:
+    """Branches chosen at submit time would be a `dsl.ParallelFor` over the list parameter; not
+    built yet, so it is refused at its line rather than read as a one-value list."""
+    param = _RUNTIME_LIST.fullmatch(text).group(1)  # type: ignore[union-attr]
+    return source_map.problem(
+        where, f"matrix `{name}` takes its values from `params.{param}` at run time; branches "
+               "decided at run time (a ParallelFor over a list parameter) are not supported yet",
+        f"list the values in the recipe, e.g. `{name}: [acme, globex]`, and compile one package "
+        "per set of values")
 
 
 def _too_many(count: int, source_map: SourceMap) -> RecipeError:
