@@ -61,7 +61,7 @@ def _spec_dict(plan: Plan, task: Task) -> dict[str, Any]:
         "skitflow": __version__,
         "task": task.id,
         "format": plan.dataset_format,
-        "param_types": {name: plan.parameters[name].type for name in task.params},
+        "param_types": {name: param_type(plan, name) for name in task.params},
         "calls": [
             {"step": c.step, "kind": c.kind.value, "package": c.package, "at": c.at,
              "settings": c.settings, **({"stage": c.stage} if c.stage else {}),
@@ -84,6 +84,13 @@ def _spec_dict(plan: Plan, task: Task) -> dict[str, Any]:
                 "beat": task.gate.beat, "by": task.gate.by if task.gate.beat is not None else None}
         spec["gate"] = {k: v for k, v in gate.items() if v is not None}
     return spec
+
+
+def param_type(plan: Plan, name: str) -> str:
+    """A task's run-time name's type: a parameter's declared type; a loop item is text."""
+    if plan.loop is not None and name == plan.loop.item:
+        return "str"
+    return plan.parameters[name].type
 
 
 def model_hash(plan: Plan, task: Task) -> str:
@@ -144,7 +151,7 @@ def build_pipeline(plan: Plan) -> Any:
 
         def add(task: Task) -> None:
             function = component_function(
-                task.component, [(name, KFP_PARAM_TYPES[plan.parameters[name].type].__name__)
+                task.component, [(name, KFP_PARAM_TYPES[param_type(plan, name)].__name__)
                                  for name in task.params],
                 task.run_names, task.checks, task.fan_in,
                 champion=task.component == "select" and "test" in task.inputs)
@@ -178,6 +185,14 @@ def build_pipeline(plan: Plan) -> Any:
                             add(task)
 
         def add_all() -> None:
+            if plan.loop is not None:  # every task once per item of the list parameter
+                with dsl.ParallelFor(items=channels[plan.loop.items]) as item:
+                    channels[plan.loop.item] = item
+                    add_guarded()
+            else:
+                add_guarded()
+
+        def add_guarded() -> None:
             for guarded in _guard_groups(plan.tasks):  # `on_empty: skip`: the source had rows
                 guard = guarded[0].guard
                 if guard is None:
@@ -197,11 +212,13 @@ def build_pipeline(plan: Plan) -> Any:
             inspect.Parameter(
                 name,
                 inspect.Parameter.POSITIONAL_OR_KEYWORD,
-                annotation=KFP_PARAM_TYPES[spec.type],
+                annotation=list if looped else KFP_PARAM_TYPES[spec.type],
                 default=inspect.Parameter.empty if spec.default is None
-                else kfp_parameter_value(spec.type, spec.default),
+                else spec.default if looped else kfp_parameter_value(spec.type, spec.default),
             )
-            for name, spec in ((name, plan.parameters[name]) for name in param_names)
+            for name, spec, looped in (
+                (name, plan.parameters[name], plan.loop is not None and name == plan.loop.items)
+                for name in param_names)
         ]
     )
     body.__name__ = plan.name.replace("-", "_")
