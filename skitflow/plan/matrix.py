@@ -8,7 +8,8 @@ score in one task, and gated sinks need their own branch's gate, so each branch 
 own path: plain tasks and `dsl.If`s that every backend and kfp.local run. Task names carry the
 branch's values (`train-xgboost-acme-en`), so the Kubeflow UI shows which branch is which. The
 cost is a package that grows with the branches (linearly: benchmarks in /work/notes/matrix.md),
-bounded by `skitflow.recipe.matrix.MAX_BRANCHES`.
+bounded by `skitflow.recipe.matrix.MAX_BRANCHES`. Only a dimension whose values are chosen at
+submit time (a list parameter) is a ParallelFor, with no fan-in: see `planner._looped`.
 
 With `select:` at the evaluator the branches must differ only in trainer settings: the data path
 (source, steps, dataset sinks, split) is planned once, each branch trains and evaluates, and one
