@@ -201,3 +201,37 @@ def test_the_kfp_local_internals_the_runner_replaces_still_exist(module: str, na
     for name in names:
         assert hasattr(found, name), (
             f"kfp {kfp.__version__}: {module}.{name} is gone; update skitflow/compile/kfp_compat.py")
+
+
+def test_linear_spec_builder_writes_kfps_own_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """kfp_compat.linear_spec_builder: the spec kfp builds in linear time is the one it builds
+    by itself (matrix branches, a sweep's select, Kubernetes options, an exit handler)."""
+    import contextlib
+    import inspect as _inspect
+
+    from kfp.compiler import pipeline_spec_builder
+    from kfp.dsl import utils
+
+    from skitflow.compile import build
+    from skitflow.recipe.loader import load_recipe_file, load_recipe_text
+    from tests.test_notify import NOTIFY_RECIPE
+
+    for name in ("create_pipeline_spec", "build_spec_by_group", "build_exit_handler_groups_recursively"):
+        assert hasattr(pipeline_spec_builder, name), f"kfp {VERSION}: pipeline_spec_builder.{name} is gone"
+    source = _inspect.getsource(pipeline_spec_builder.build_spec_by_group)
+    assert "json_format.MessageToDict(deployment_config)" in source, (
+        f"kfp {VERSION}: build_spec_by_group no longer converts the deployment config per group; "
+        "linear_spec_builder() can go")
+    assert hasattr(utils, "sanitize_task_name"), f"kfp {VERSION}: utils.sanitize_task_name is gone"
+    valid = REPO / "tests" / "recipes" / "valid"
+    recipes = {name: load_recipe_file(valid / name)
+               for name in ("matrix-clients.yaml", "matrix-sweep.yaml", "kubernetes-options.yaml")}
+    recipes["notify (an exit handler)"] = load_recipe_text(NOTIFY_RECIPE.format(path="data.csv"), "r.yaml")
+    for recipe, loaded in recipes.items():
+        fast = build.compile_loaded(loaded).text
+        with monkeypatch.context() as patched:
+            patched.setattr(build, "linear_spec_builder", contextlib.nullcontext)
+            slow = build.compile_loaded(loaded).text
+        assert fast == slow, f"kfp {VERSION}: linear_spec_builder() changed the package of {recipe}"
+    assert pipeline_spec_builder.json_format.__name__ == "google.protobuf.json_format", \
+        "linear_spec_builder() left its patch behind"

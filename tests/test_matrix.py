@@ -46,7 +46,35 @@ def recipe(matrix: str = "  depth: [2, 4]", path: str = "calls.csv",
 
 
 def plan(text: str):
-    return build_plan(load_recipe_text(text, "sweep.yaml"), default_registry())
+    return build_plan(load_recipe_text(text, "r.yaml" if text.startswith(LOOPED[:40]) else "sweep.yaml"),
+                      default_registry())
+
+
+#: branches chosen at submit time: a ParallelFor over the list parameter
+LOOPED = """\
+apiVersion: skitflow/v1
+name: per-client
+parameters:
+  clients: {type: list, default: [acme, globex]}
+matrix:
+  client: "{{ params.clients }}"
+source:
+  csv: {path: "data/{{ matrix.client }}.csv", columns: [call_id, text, intent, duration]}
+split:
+  train_test: {test_size: 0.25, stratify: intent}
+trainer:
+  xgboost: {target: intent, features: [duration], params: {n_estimators: 5}}
+sinks:
+  - file: {path: "out/{{ matrix.client }}/model.json"}
+    input: model
+  - file: {path: "out/{{ matrix.client }}/metrics.json"}
+    input: metrics
+  - file: {path: "{{ matrix.client }}"}
+    input: report
+evaluator:
+  classification: {target: intent}
+  gate: {metric: f1_macro, min: 0.0}
+"""
 
 
 def test_branches_are_the_cross_product_less_exclusions_with_typed_values() -> None:
@@ -96,6 +124,18 @@ def test_select_shares_the_data_path_and_gates_only_the_winner() -> None:
     (recipe(matrix="  a: [" + ", ".join(map(str, range(17))) + "]\n  b: [" +
             ", ".join(map(str, range(16))) + "]", select=""),
      f"the matrix has 272 branches, over the limit of {MAX_BRANCHES}"),
+    (LOOPED.replace("{type: list", "{type: str").replace("[acme, globex]", "acme"),
+     "r.yaml:6:11: matrix `client` takes its values from `params.clients`, which is not a declared "
+     "`type: list` parameter"),
+    (LOOPED.replace('"{{ params.clients }}"', '"{{ params.clients }}"\n  lang: [en, hi]'),
+     "r.yaml:7:3: a matrix with a run-time dimension (`client` from `params.clients`) cannot have "
+     "other dimensions yet"),
+    (LOOPED.replace('"{{ params.clients }}"', '"{{ params.clients }}"\n  exclude: [{client: acme}]'),
+     "r.yaml:7:3: `exclude:` needs the values of `client` at compile time"),
+    (LOOPED + "  select: {metric: f1_macro, mode: max}\n",
+     "r.yaml:23:3: `select:` needs every branch's score in one task, but the branches of matrix "
+     "`client` come from `params.clients` at run time (a ParallelFor): the open-source Kubeflow "
+     "backend cannot collect a loop's outputs"),
 ])
 def test_bad_matrices_are_refused_with_a_location(text: str, message: str) -> None:
     with pytest.raises(RecipeError) as caught:
@@ -143,3 +183,103 @@ def test_a_sweep_runs_and_publishes_only_the_winner(tmp_path: Path) -> None:
     assert (tmp_path / "out" / "model.json").read_bytes() == \
         (run_dir / f"train-xgboost-{winner}" / "model").read_bytes()
     assert "winner" in (run_dir / "select-f1-macro" / "report").read_text()
+
+
+BEAT = ("  gate: {metric: f1_macro, min: 0.0}", "  gate: {metric: f1_macro, min: 0.0, beat: out/model.json, by: 0.01}")
+
+
+def test_a_sweep_with_beat_scores_the_published_model_in_its_select_task(tmp_path: Path) -> None:
+    from skitflow.compile.build import compile_plan, task_spec
+    from tests.package_check import check_package
+
+    swept = plan(recipe().replace(*BEAT))
+    chooser = swept.task("select-f1-macro")
+    assert chooser.inputs["test"] == swept.task("evaluate-classification-depth2").inputs["test"]
+    assert [c.step for c in chooser.calls] == ["classification"]
+    assert chooser.options.caching is False  # the published model changes under its name
+    spec = json.loads(task_spec(swept, chooser))
+    assert spec["gate"]["beat"] == "out/model.json" and spec["calls"][0]["step"] == "classification"
+    package = check_package(compile_plan(swept).text, tmp_path)
+    assert "test" in package["root"]["dag"]["tasks"]["select-f1-macro"]["inputs"]["artifacts"]
+    plain = plan(recipe()).task("select-f1-macro")  # without `beat:` the shape is unchanged
+    assert "test" not in plain.inputs and plain.calls == ()
+
+
+@pytest.mark.slow
+def test_a_sweeps_winner_must_beat_the_published_model(tmp_path: Path) -> None:
+    data = pd.DataFrame({"call_id": range(120), "text": ["x"] * 120, "intent": ["a", "b", "c"] * 40,
+                         "duration": [float(i % 17) for i in range(120)]})
+    data.to_csv(tmp_path / "calls.csv", index=False)
+    (tmp_path / "r.yaml").write_text(recipe().replace(*BEAT))
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+
+    def run(out: str) -> tuple[subprocess.CompletedProcess[str], dict]:
+        done = subprocess.run([sys.executable, "-m", "skitflow", "run", "r.yaml", "--out", out],
+                              cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+        return done, json.loads((tmp_path / out / "summary.json").read_text())
+
+    first, summary = run("run1")
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert summary["gate"]["champion"] == "none yet"
+    published = (tmp_path / "out" / "model.json").read_bytes()
+    # the same data and settings: the same winner, which does not beat itself by 0.01
+    second, summary = run("run2")
+    assert second.returncode == 3, second.stdout + second.stderr
+    gate = summary["gate"]
+    assert gate["champion"] == "scored" and gate["passed"] is False
+    assert gate["champion_score"] == pytest.approx(summary["metrics"]["f1_macro"])
+    assert "does not beat the published model's" in gate["reason"]
+    assert (tmp_path / "out" / "model.json").read_bytes() == published
+
+
+def test_a_matrix_from_a_list_parameter_is_one_path_in_a_parallel_for(tmp_path: Path, cli) -> None:
+    from skitflow.compile.build import compile_plan, task_spec
+    from skitflow.recipe.models import LoopItems, kfp_arguments
+    from tests.package_check import check_package
+
+    looped = plan(LOOPED)
+    assert looped.loop is not None and looped.loop.items == "clients" and looped.branches == 1
+    assert [t.id for t in looped.tasks][:3] == ["csv", "split-train-test", "train-xgboost"]
+    assert sorted(looped.parameters) == ["clients"] and isinstance(looped.parameters["clients"], LoopItems)
+    source = looped.task("csv")
+    assert source.params == ("matrix_client",)
+    assert json.loads(task_spec(looped, source))["calls"][0]["settings"]["path"] == \
+        "data/{{ params.matrix_client }}.csv"
+    report = looped.task("file-report")  # a whole `{{ matrix.client }}` is the item itself
+    assert json.loads(task_spec(looped, report))["calls"][0]["settings"]["path"] == {"$param": "matrix_client"}
+    assert kfp_arguments(looped.parameters, {"clients": ["a", "b"]}) == {"clients": ["a", "b"]}
+    package = check_package(compile_plan(looped).text, tmp_path)
+    loop = package["root"]["dag"]["tasks"]["for-loop-1"]
+    assert loop["parameterIterator"]["items"]["inputParameter"] == "pipelinechannel--clients"
+    assert package["root"]["inputDefinitions"]["parameters"]["clients"] == {
+        "defaultValue": ["acme", "globex"], "isOptional": True, "parameterType": "LIST"}
+    inner = package["components"]["comp-for-loop-1"]["dag"]["tasks"]
+    assert inner["csv"]["inputs"]["parameters"]["param_matrix_client"] == {
+        "componentInputParameter": "pipelinechannel--clients-loop-item"}
+    (tmp_path / "r.yaml").write_text(LOOPED)
+    (tmp_path / "data").mkdir()
+    result = cli("validate", str(tmp_path / "r.yaml"))
+    assert "branches: decided at run time (ParallelFor over params.clients)" in result.output
+
+
+@pytest.mark.slow
+def test_a_looped_matrix_runs_once_per_client_given_at_run_time(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    for n, client in enumerate(("acme", "globex", "initech")):
+        pd.DataFrame({"call_id": range(120), "text": ["x"] * 120, "intent": ["a", "b", "c"] * 40,
+                      "duration": [float((i * (n + 1)) % 17) for i in range(120)]}
+                     ).to_csv(tmp_path / "data" / f"{client}.csv", index=False)
+    (tmp_path / "r.yaml").write_text(LOOPED)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run([sys.executable, "-m", "skitflow", "run", "r.yaml", "--out", "run",
+                           "--param", 'clients=["acme", "initech"]'],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = tmp_path / "out"
+    assert sorted(p.name for p in out.iterdir()) == ["acme", "initech"]  # not the default's globex
+    for client in ("acme", "initech"):
+        metrics = json.loads((out / client / "metrics.json").read_text())
+        assert 0.0 <= metrics["metrics"]["f1_macro"] <= 1.0
+        assert (out / client / "model.json").stat().st_size > 0
+        assert (tmp_path / client).exists()  # the report sink's path is the item itself
+    assert (out / "acme" / "model.json").read_bytes() != (out / "initech" / "model.json").read_bytes()

@@ -689,3 +689,37 @@ def test_run_identity_needs_a_backend_that_substitutes_placeholders():
     assert any(line.startswith("run identity") for line in unsupported(text, (2, 4, 0)))
     assert unsupported(text, (2, 5, 0)) == []
     assert parse_version("2.5.0-rc.1") == (2, 5, 0) and parse_version("unknown") is None
+
+
+LOOP_RECIPE = """\
+apiVersion: skitflow/v1
+name: loop-demo
+parameters:
+  clients: {type: list, default: [acme, globex]}
+matrix:
+  client: "{{ params.clients }}"
+source:
+  csv: {path: "s3://data/{{ matrix.client }}.csv", columns: [a, b, label]}
+split:
+  train_test: {test_size: 0.5}
+trainer:
+  xgboost: {target: label, features: [a, b]}
+"""
+
+
+@pytest.mark.parametrize("assignment", ['clients=["a", "b"]', "clients=[a, b]"])
+def test_a_loop_parameter_travels_as_a_list(server, tmp_path, assignment):
+    recipe = tmp_path / "loop.yaml"
+    recipe.write_text(LOOP_RECIPE)
+    result = submit(server, recipe, "-p", assignment)
+
+    assert result.exit_code == 0, result.output
+    [create] = server.state.requests_to("/runs$", method="POST")
+    assert create.json()["runtime_config"]["parameters"] == {"clients": ["a", "b"]}
+    from kfp.pipeline_spec import pipeline_spec_pb2
+
+    [package] = server.state.packages.values()
+    declared = package.pipeline_spec.root.input_definitions.parameters
+    assert declared["clients"].parameter_type == pipeline_spec_pb2.ParameterType.LIST
+    refused = submit(server, recipe, "-p", "clients={a: 1}")
+    assert refused.exit_code == 2 and "`clients` expects a list" in refused.output

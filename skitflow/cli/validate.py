@@ -44,6 +44,8 @@ def validate(
             continue
         print_warnings([*plan.warnings, *missing_local_sources(loaded, plan)])
         branches = f", {plan.branches} matrix branches" if plan.branches > 1 else ""
+        if plan.loop is not None:
+            branches = f", branches: {plan.loop.describe()}"
         stdout().print(f"ok {file} ({len(plan.tasks)} tasks{branches})", markup=False)
         for note in plan.notes:
             stdout().print(f"  note: {note}", markup=False)

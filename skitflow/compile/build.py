@@ -14,7 +14,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from skitflow import __version__
-from skitflow.compile.kfp_compat import import_kfp, import_kfp_kubernetes, package_comments
+from skitflow.compile.kfp_compat import (
+    import_kfp,
+    import_kfp_kubernetes,
+    linear_spec_builder,
+    package_comments,
+)
 from skitflow.errors import SkitflowError
 from skitflow.expressions import COMPARISONS
 from skitflow.plan.planner import Condition, Plan, Ref, Task, build_plan
@@ -56,7 +61,7 @@ def _spec_dict(plan: Plan, task: Task) -> dict[str, Any]:
         "skitflow": __version__,
         "task": task.id,
         "format": plan.dataset_format,
-        "param_types": {name: plan.parameters[name].type for name in task.params},
+        "param_types": {name: param_type(plan, name) for name in task.params},
         "calls": [
             {"step": c.step, "kind": c.kind.value, "package": c.package, "at": c.at,
              "settings": c.settings, **({"stage": c.stage} if c.stage else {}),
@@ -79,6 +84,13 @@ def _spec_dict(plan: Plan, task: Task) -> dict[str, Any]:
                 "beat": task.gate.beat, "by": task.gate.by if task.gate.beat is not None else None}
         spec["gate"] = {k: v for k, v in gate.items() if v is not None}
     return spec
+
+
+def param_type(plan: Plan, name: str) -> str:
+    """A task's run-time name's type: a parameter's declared type; a loop item is text."""
+    if plan.loop is not None and name == plan.loop.item:
+        return "str"
+    return plan.parameters[name].type
 
 
 def model_hash(plan: Plan, task: Task) -> str:
@@ -139,9 +151,10 @@ def build_pipeline(plan: Plan) -> Any:
 
         def add(task: Task) -> None:
             function = component_function(
-                task.component, [(name, KFP_PARAM_TYPES[plan.parameters[name].type].__name__)
+                task.component, [(name, KFP_PARAM_TYPES[param_type(plan, name)].__name__)
                                  for name in task.params],
-                task.run_names, task.checks, task.fan_in)
+                task.run_names, task.checks, task.fan_in,
+                champion=task.component == "select" and "test" in task.inputs)
             component = dsl.component(
                 function, base_image=task.options.image or plan.image, install_kfp_package=False)
             component.component_spec.name = task.id
@@ -172,6 +185,14 @@ def build_pipeline(plan: Plan) -> Any:
                             add(task)
 
         def add_all() -> None:
+            if plan.loop is not None:  # every task once per item of the list parameter
+                with dsl.ParallelFor(items=channels[plan.loop.items]) as item:
+                    channels[plan.loop.item] = item
+                    add_guarded()
+            else:
+                add_guarded()
+
+        def add_guarded() -> None:
             for guarded in _guard_groups(plan.tasks):  # `on_empty: skip`: the source had rows
                 guard = guarded[0].guard
                 if guard is None:
@@ -191,16 +212,19 @@ def build_pipeline(plan: Plan) -> Any:
             inspect.Parameter(
                 name,
                 inspect.Parameter.POSITIONAL_OR_KEYWORD,
-                annotation=KFP_PARAM_TYPES[spec.type],
+                annotation=list if looped else KFP_PARAM_TYPES[spec.type],
                 default=inspect.Parameter.empty if spec.default is None
-                else kfp_parameter_value(spec.type, spec.default),
+                else spec.default if looped else kfp_parameter_value(spec.type, spec.default),
             )
-            for name, spec in ((name, plan.parameters[name]) for name in param_names)
+            for name, spec, looped in (
+                (name, plan.parameters[name], plan.loop is not None and name == plan.loop.items)
+                for name in param_names)
         ]
     )
     body.__name__ = plan.name.replace("-", "_")
     body.__doc__ = plan.description or None
-    return dsl.pipeline(name=plan.name, description=plan.description or None)(body)
+    with linear_spec_builder():  # kfp builds the spec here; same bytes, linear time
+        return dsl.pipeline(name=plan.name, description=plan.description or None)(body)
 
 
 

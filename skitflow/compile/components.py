@@ -81,31 +81,37 @@ RUN_INPUTS = {"id": "run_id", "name": "run_name", "date": "run_created"}
 #: (KFP Metrics: failing rows per check), so the results show in the Kubeflow UI. Tasks without
 #: an expect keep the plain shape, so their packages do not change.
 CHECKED = ("prepare", "transform", "split")
-_CACHE: dict[tuple[str, tuple[tuple[str, str], ...], tuple[str, ...], bool, int],
+_CACHE: dict[tuple[str, tuple[tuple[str, str], ...], tuple[str, ...], bool, int, bool],
              Callable[..., Any]] = {}
 
 
-def _select_shape(branches: int) -> tuple[str, str, str]:
-    """A matrix sweep's chooser: one model and metrics input per branch, the winner out."""
+def _select_shape(branches: int, champion: bool = False) -> tuple[str, str, str]:
+    """A matrix sweep's chooser: one model and metrics input per branch, the winner out; with
+    `champion` (a gate with `beat:`) also the test rows, to score the published model on them."""
     inputs = "".join(f"model_{i}: Input[Model], metrics_{i}: Input[Metrics], " for i in range(branches))
+    inputs += "test: Input[Dataset], " if champion else ""
     models = ", ".join(f"model_{i}" for i in range(branches))
     metrics = ", ".join(f"metrics_{i}" for i in range(branches))
     return (
         f"{inputs}model: Output[Model], metrics: Output[Metrics], report: Output[HTML]",
         ' -> NamedTuple("Outputs", [("passed", bool), ("score", float)])',
-        f"return runtime.select([{models}], [{metrics}], model, metrics, report, spec, params{{run}})",
+        f"return runtime.select([{models}], [{metrics}], model, metrics, report, spec, params"
+        f"{', test=test' if champion else ''}{{run}})",
     )
 
 
 def component_source(component: str, params: Sequence[tuple[str, str]],
-                     run_names: Sequence[str] = (), checks: bool = False, fan_in: int = 0) -> str:
+                     run_names: Sequence[str] = (), checks: bool = False, fan_in: int = 0,
+                     champion: bool = False) -> str:
     """The Python source of a component taking `params` ((name, type) pairs) as typed inputs,
     and the run identity inputs for the `run.*` names in `run_names`.
 
     With `checks`, the component also has a `checks: Output[Metrics]` for its expect results;
-    `fan_in` is the number of branches a `select` compares.
+    `fan_in` is the number of branches a `select` compares; `champion`, whether it also scores
+    the published model (its gate has `beat:`).
     """
-    artifacts, returns, call = _select_shape(fan_in) if component == "select" else _SHAPES[component]
+    artifacts, returns, call = _select_shape(fan_in, champion) if component == "select" \
+        else _SHAPES[component]
     if checks:
         if component not in CHECKED:
             raise ValueError(f"a {component} task cannot run expect checks")
@@ -132,9 +138,9 @@ def component_source(component: str, params: Sequence[tuple[str, str]],
 
 def component_function(component: str, params: Sequence[tuple[str, str]],
                        run_names: Sequence[str] = (), checks: bool = False,
-                       fan_in: int = 0) -> Callable[..., Any]:
+                       fan_in: int = 0, champion: bool = False) -> Callable[..., Any]:
     """The component's function, generated once per signature."""
-    key = (component, tuple(params), tuple(sorted(run_names)), checks, fan_in)
+    key = (component, tuple(params), tuple(sorted(run_names)), checks, fan_in, champion)
     if key not in _CACHE:
         from typing import NamedTuple
 
@@ -149,7 +155,7 @@ def component_function(component: str, params: Sequence[tuple[str, str]],
             Output,
         )
 
-        source = component_source(component, params, run_names, checks, fan_in)
+        source = component_source(component, params, run_names, checks, fan_in, champion)
         filename = f"<skitflow-component-{hashlib.sha256(source.encode()).hexdigest()[:12]}>"
         linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
         namespace: dict[str, Any] = {
@@ -180,7 +186,7 @@ NOTIFY_SOURCE = (
 
 def notify_function() -> Callable[..., Any]:
     """The exit handler's component function, generated like the others (kfp embeds its source)."""
-    key = (NOTIFY_TASK, (), (), False, 0)
+    key = (NOTIFY_TASK, (), (), False, 0, False)
     if key not in _CACHE:
         from kfp.dsl import PipelineTaskFinalStatus
 

@@ -22,13 +22,15 @@ kfp offers no public way to do these things, so each is named here and each has 
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import importlib
 import json
 import logging
 import os
 import sys
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from skitflow.util.atomic import write_text
@@ -377,3 +379,68 @@ def client_get_json(client: Any, path: str) -> Any:
     return client._run_api.api_client.call_api(
         path, "GET", {}, [], {"Accept": "application/json"}, response_type="object",
         auth_settings=["Bearer"], _return_http_data_only=True, _preload_content=True)
+
+
+# -- compile: linear pipeline-spec building (matrix branches) --------------------------------------
+# Kept in its own section so that edits to the kfp.local patches above merge cleanly.
+
+
+@contextlib.contextmanager
+def linear_spec_builder() -> Iterator[None]:
+    """While kfp builds a pipeline spec, make its cost linear in the task count; the spec is the
+    same message, byte for byte.
+
+    kfp 2.17.3's ``pipeline_spec_builder.build_spec_by_group`` runs once per group (each `dsl.If`
+    of a matrix branch is one) and ends with ``pipeline_spec.deployment_spec.update(
+    json_format.MessageToDict(deployment_config))``: every executor so far converted again, so 128
+    branches cost 129 conversions of up to 640 executors. `Struct.update` replaces the one
+    ``executors`` key wholly, so only the last conversion counts: inside this context the
+    conversions of a ``PipelineDeploymentConfig`` made by ``build_spec_by_group`` and
+    ``build_exit_handler_groups_recursively`` return ``{}`` and ``create_pipeline_spec`` converts the
+    final one once (nothing reads ``pipeline_spec.deployment_spec`` in between; sub-pipelines
+    merge into ``deployment_config``). Its loop also re-sanitises every sibling's name per task
+    (n² calls of a pure regex function, ``kfp.dsl.utils.sanitize_task_name``): memoised here.
+    tests/test_kfp_compat.py checks the output against kfp's own path.
+    """
+    import_kfp()
+    from google.protobuf import json_format
+    from kfp.compiler import pipeline_spec_builder as builder
+    from kfp.dsl import utils
+    from kfp.pipeline_spec import pipeline_spec_pb2
+
+    seen: list[list[Any]] = [[]]  # one list per create_pipeline_spec in progress (nested ones)
+    real_convert = json_format.MessageToDict
+
+    class _Deferring(types.ModuleType):
+        def __getattr__(self, name: str) -> Any:
+            return getattr(json_format, name)
+
+        @staticmethod
+        def MessageToDict(message: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N802 (kfp's name)
+            if isinstance(message, pipeline_spec_pb2.PipelineDeploymentConfig) and not args \
+                    and not kwargs:
+                seen[-1].append(message)
+                return {}
+            return real_convert(message, *args, **kwargs)
+
+    real_create = builder.create_pipeline_spec
+
+    def create_pipeline_spec(*args: Any, **kwargs: Any) -> Any:
+        seen.append([])
+        try:
+            pipeline_spec, platform_spec = real_create(*args, **kwargs)
+            if seen[-1]:
+                pipeline_spec.deployment_spec.update(real_convert(seen[-1][-1]))
+        finally:
+            seen.pop()
+        return pipeline_spec, platform_spec
+
+    real_sanitize = utils.sanitize_task_name
+    saved = (builder.json_format, builder.create_pipeline_spec, utils.sanitize_task_name)
+    builder.json_format = _Deferring("json_format")  # type: ignore[assignment]
+    builder.create_pipeline_spec = create_pipeline_spec  # type: ignore[assignment]
+    utils.sanitize_task_name = functools.lru_cache(maxsize=None)(real_sanitize)  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        builder.json_format, builder.create_pipeline_spec, utils.sanitize_task_name = saved  # type: ignore[assignment]

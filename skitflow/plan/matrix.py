@@ -8,12 +8,15 @@ score in one task, and gated sinks need their own branch's gate, so each branch 
 own path: plain tasks and `dsl.If`s that every backend and kfp.local run. Task names carry the
 branch's values (`train-xgboost-acme-en`), so the Kubeflow UI shows which branch is which. The
 cost is a package that grows with the branches (linearly: benchmarks in /work/notes/matrix.md),
-bounded by `skitflow.recipe.matrix.MAX_BRANCHES`.
+bounded by `skitflow.recipe.matrix.MAX_BRANCHES`. Only a dimension whose values are chosen at
+submit time (a list parameter) is a ParallelFor, with no fan-in: see `planner._looped`.
 
 With `select:` at the evaluator the branches must differ only in trainer settings: the data path
 (source, steps, dataset sinks, split) is planned once, each branch trains and evaluates, and one
 `select` task picks the best model by the metric; only the winner reaches the gate and the model
-sinks, and the select task's metrics and report list every branch's score.
+sinks, and the select task's metrics and report list every branch's score. A gate with `beat:`
+holds for the winner as for a single model: the select task gets the test rows and the
+evaluator, and scores the published model on them.
 """
 
 from __future__ import annotations
@@ -116,7 +119,13 @@ def _selected(base: Plan, plans: list[Plan], labels: list[str], select: Select) 
     for index, (trained, evaluated) in enumerate(zip(trains, evaluates, strict=True)):
         inputs[f"model_{index}"] = (Ref(trained.id, "model"),)
         inputs[f"metrics_{index}"] = (Ref(evaluated.id, "metrics"),)
-    chooser = Task(id=select_id, component="select", calls=(), inputs=inputs,
+    calls: tuple = ()
+    if evaluate.gate is not None and evaluate.gate.beat is not None:
+        # `beat:`: the winner must beat the published model, scored on the same test rows by the
+        # same evaluator, exactly as a single-model recipe's evaluate task does
+        calls = evaluate.calls
+        inputs["test"] = evaluate.inputs["test"]
+    chooser = Task(id=select_id, component="select", calls=calls, inputs=inputs,
                    options=evaluate.options, gate=evaluate.gate, guard=train.guard,
                    select={"metric": select.metric, "mode": select.mode, "branches": labels})
     sinks = []

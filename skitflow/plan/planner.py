@@ -10,7 +10,7 @@ import hashlib
 import json
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from pydantic import ValidationError
@@ -20,11 +20,13 @@ from skitflow.errors import Problem, RecipeError, did_you_mean
 from skitflow.expressions import ExpressionError, parse, problem_in_source
 from skitflow.plan.gates import gate_problems
 from skitflow.recipe.loader import LoadedRecipe, pydantic_problems
+from skitflow.recipe.matrix import Loop
 from skitflow.recipe.models import (
     SLOT_OPTIONS,
     Gate,
     Gpu,
     ItemOptions,
+    LoopItems,
     Notify,
     Parameter,
     Recipe,
@@ -156,6 +158,8 @@ class Plan:
     #: What the plan decided that the recipe does not spell out (where fitted steps run).
     notes: tuple[str, ...] = ()
     branches: int = 1  # matrix branches unrolled into the tasks
+    #: a matrix dimension from a list parameter: every task runs once per item, in a ParallelFor
+    loop: Loop | None = None
     #: StepCall.at -> "file:line:col": how a run-time failure finds its line in the recipe.
     locations: Mapping[str, str] = field(default_factory=dict)
     #: Who hears when a run ends (the recipe's `notify:`): compiled to an exit handler.
@@ -190,12 +194,34 @@ def build_plan(loaded: LoadedRecipe, registry: Registry) -> Plan:
         from skitflow.plan.matrix import build_matrix_plan
 
         return build_matrix_plan(loaded, registry)
+    if loaded.loop is not None:
+        return _looped(loaded, registry, loaded.loop)
     if isinstance((loaded.recipe.evaluator or {}).get("select"), dict):
         raise RecipeError(problems=[*loaded.problems, loaded.source_map.problem(
             ("evaluator", "select"), "`select:` picks the best of several models, but the recipe "
             "has no `matrix:`", "add e.g. `matrix: {depth: [4, 6, 8]}` and use `{{ matrix.depth }}` "
             "in the trainer's settings", key=True)])
     return _Planner(loaded, registry).build()
+
+
+def _looped(loaded: LoadedRecipe, registry: Registry, loop: Loop) -> Plan:
+    """One path, run once per item of a list parameter: the item is a run-time name of the tasks
+    (like a parameter's), not an input of the pipeline."""
+    if isinstance((loaded.recipe.evaluator or {}).get("select"), dict):
+        raise RecipeError(problems=[*loaded.problems, loaded.source_map.problem(
+            ("evaluator", "select"), f"`select:` needs every branch's score in one task, but the "
+            f"branches of matrix `{loop.name}` come from `params.{loop.items}` at run time "
+            "(a ParallelFor): the open-source Kubeflow backend cannot collect a loop's outputs",
+            f"list the values in the recipe (`{loop.name}: [a, b]`) to compare them with `select:`",
+            key=True)])
+    items = loaded.recipe.parameters[loop.items]
+    first = items.default[0] if isinstance(items.default, list) and items.default else ""
+    item = Parameter(type="str", default=str(first), description=f"an item of params.{loop.items}")
+    recipe = loaded.recipe.model_copy(update={"parameters": {**loaded.recipe.parameters, loop.item: item}})
+    plan = _Planner(replace(loaded, recipe=recipe), registry).build()
+    parameters = {name: LoopItems.model_validate(spec.model_dump()) if name == loop.items else spec
+                  for name, spec in plan.parameters.items() if name != loop.item}
+    return replace(plan, parameters=parameters, loop=loop)
 
 
 class _Planner:

@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from skitflow.errors import Problem, RecipeError, did_you_mean
-from skitflow.recipe.matrix import Branch, expand_matrix
+from skitflow.recipe.matrix import Branch, Loop, expand_matrix, run_time_loop
 from skitflow.recipe.models import Recipe
 from skitflow.recipe.sourcemap import Path, SourceMap, offset_location, parse_yaml, too_large
 from skitflow.recipe.templating import Renderer, TemplateProblem
@@ -48,6 +48,8 @@ class LoadedRecipe:
     #: with `matrix:`, each branch's values and its recipe rendered with them (`recipe` is the
     #: first branch's); empty without a matrix
     branches: tuple[tuple[Branch, Recipe], ...] = ()
+    #: a matrix dimension from a list parameter: one path in a `dsl.ParallelFor`, no branches
+    loop: Loop | None = None
 
     @property
     def file(self) -> str:
@@ -151,7 +153,11 @@ def _validated(raw: dict[str, Any], source_map: SourceMap, environ: Mapping[str,
 def _load_branches(raw: dict[str, Any], source_map: SourceMap, text: str,
                    environ: Mapping[str, str], partial: bool) -> LoadedRecipe:
     """A matrix recipe: rendered and validated once per branch; a problem shared by every branch
-    is reported once."""
+    is reported once. A run-time dimension renders once, `{{ matrix.NAME }}` being the loop item
+    (a run-time name, like a parameter's: see skitflow.recipe.matrix.Loop)."""
+    loop = run_time_loop(raw["matrix"], raw.get("parameters"), source_map)
+    if loop is not None:
+        return _load_loop(raw, source_map, text, environ, partial, loop)
     branches = expand_matrix(raw["matrix"], source_map)
     problems: list[Problem] = []
     seen: set[Problem] = set()
@@ -169,6 +175,28 @@ def _load_branches(raw: dict[str, Any], source_map: SourceMap, text: str,
     if problems and not partial:
         raise RecipeError(problems=problems)
     return LoadedRecipe(loaded[0][1], source_map, text, tuple(problems), tuple(loaded))
+
+
+def _load_loop(raw: dict[str, Any], source_map: SourceMap, text: str,
+               environ: Mapping[str, str], partial: bool, loop: Loop) -> LoadedRecipe:
+    from skitflow.recipe.templating import run_time_marker
+
+    items = raw["parameters"][loop.items]
+    default = items.get("default")
+    first = default[0] if isinstance(default, list) and default else ""
+    # the item is declared while the recipe renders and validates (its type, a value for the
+    # checks made with defaults), then taken out: the planner declares it again for its tasks
+    with_item = {**raw, "parameters": {**raw["parameters"], loop.item: {
+        "type": "str", "default": str(first), "description": f"an item of params.{loop.items}"}}}
+    problems: list[Problem] = []
+    recipe = _validated(with_item, source_map, environ, problems,
+                        {loop.name: run_time_marker(loop.item)})
+    if recipe is None or (problems and not partial):
+        raise RecipeError(problems=problems)
+    # run, submit and serve take the recipe's parameters as the pipeline's inputs: not the item
+    declared = {k: v for k, v in recipe.parameters.items() if k != loop.item}
+    recipe = recipe.model_copy(update={"parameters": declared})
+    return LoadedRecipe(recipe, source_map, text, tuple(problems), loop=loop)
 
 
 def _salvage(rendered: dict[str, Any], exc: ValidationError) -> Recipe | None:

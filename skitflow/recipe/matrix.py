@@ -24,6 +24,8 @@ from skitflow.recipe.sourcemap import SourceMap
 MAX_BRANCHES = 256
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _VALUE_TYPES = (str, int, float, bool)
+#: a dimension whose values a pipeline parameter would choose at submit time
+_RUNTIME_LIST = re.compile(r"\{\{\s*params\.([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,61 @@ def expand_matrix(raw: Any, source_map: SourceMap) -> tuple[Branch, ...]:
     if len(combos) > MAX_BRANCHES:
         raise _too_many(len(combos), source_map)
     return _labelled(combos)
+
+
+@dataclass(frozen=True)
+class Loop:
+    """A matrix dimension whose values a list parameter holds, chosen at submit time: compiled
+    to one `dsl.ParallelFor` over that parameter, whose item the tasks read as `item` (a
+    run-time name like a parameter's, never a pipeline input)."""
+
+    name: str  # the matrix name: `{{ matrix.client }}`
+    items: str  # the list parameter: `params.clients`
+    item: str  # the loop item's run-time name
+
+    def describe(self) -> str:
+        return f"decided at run time (ParallelFor over params.{self.items})"
+
+
+def run_time_loop(raw: Any, parameters: Any, source_map: SourceMap) -> Loop | None:
+    """The `Loop` of a matrix like `{client: "{{ params.clients }}"}`, None for static lists;
+    raises RecipeError, located, for what a loop cannot do (several dimensions, `exclude:`, a
+    parameter that is not a declared list)."""
+    if not isinstance(raw, Mapping):
+        return None
+    dynamic = {name: _RUNTIME_LIST.fullmatch(v.strip()) for name, v in raw.items()
+               if name != "exclude" and isinstance(v, str) and _RUNTIME_LIST.fullmatch(v.strip())}
+    if not dynamic:
+        return None
+    name, match = next(iter(dynamic.items()))
+    where: tuple[str | int, ...] = ("matrix", name)
+    param = match.group(1)  # type: ignore[union-attr]
+    problems: list[Problem] = []
+    declared = parameters.get(param) if isinstance(parameters, Mapping) else None
+    if not isinstance(declared, Mapping) or declared.get("type") != "list":
+        problems.append(source_map.problem(
+            where, f"matrix `{name}` takes its values from `params.{param}`, which is not a "
+            "declared `type: list` parameter",
+            f"declare it: `parameters: {{{param}: {{type: list, default: [acme, globex]}}}}`"))
+    others = [n for n in raw if n not in ("exclude", name)]
+    if others:
+        problems.append(source_map.problem(
+            ("matrix", others[0]), f"a matrix with a run-time dimension (`{name}` from "
+            f"`params.{param}`) cannot have other dimensions yet", "list every dimension's values "
+            "in the recipe, or keep only the run-time one", key=True))
+    if "exclude" in raw:
+        problems.append(source_map.problem(
+            ("matrix", "exclude"), f"`exclude:` needs the values of `{name}` at compile time, but "
+            f"they come from `params.{param}` at run time", "leave the value out of the list "
+            "passed at submit time instead", key=True))
+    item = f"matrix_{name}"
+    if isinstance(parameters, Mapping) and item in parameters:
+        problems.append(source_map.problem(
+            ("parameters", item), f"`{item}` is the name of the loop item of matrix `{name}`",
+            "rename the parameter", key=True))
+    if problems:
+        raise RecipeError(problems=problems)
+    return Loop(name, param, item)
 
 
 def _too_many(count: int, source_map: SourceMap) -> RecipeError:

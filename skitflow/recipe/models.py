@@ -49,6 +49,11 @@ class Parameter(_Strict):
     description: str = Field("", description="Shown in `skitflow run --help` and the KFP UI.")
 
 
+class LoopItems(Parameter):
+    """A `type: list` parameter that a matrix loops over (`dsl.ParallelFor`): the package declares
+    it a KFP list, so it is passed as a list, not as JSON text."""
+
+
 class Gpu(_Strict):
     count: int = Field(1, ge=1, description="Number of accelerators.")
     type: str = Field("nvidia.com/gpu", description="Kubernetes accelerator resource name.")
@@ -374,7 +379,8 @@ def kfp_parameter_value(type_name: str, value: Any) -> Any:
 
 def kfp_arguments(declared: dict[str, Parameter], values: dict[str, Any]) -> dict[str, Any]:
     """Run arguments as the package takes them (lists and dicts as JSON text)."""
-    return {name: kfp_parameter_value(declared[name].type, value) if name in declared else value
+    return {name: value if isinstance(declared.get(name), LoopItems) and not isinstance(value, str)
+            else kfp_parameter_value(declared[name].type, value) if name in declared else value
             for name, value in values.items()}
 
 

@@ -195,6 +195,12 @@ def _matrix(values: Mapping[str, Any] | None) -> _Names:
     return _Names("matrix", resolve)
 
 
+def run_time_marker(name: str) -> str:
+    """What a matrix value that is a run-time name (a ParallelFor's item) renders to: the
+    parameter marker, so `{{ matrix.client }}` becomes `{{ params.<name> }}` or a ParamRef."""
+    return _MARKER.format("params", name)
+
+
 class Renderer:
     """Renders recipe strings; one instance per recipe (per matrix branch), whose limits hold for
     the whole recipe."""
@@ -225,9 +231,11 @@ class Renderer:
         whole_matrix = _WHOLE_MATRIX.fullmatch(text.strip())
         if whole_matrix:  # a whole value keeps its matrix type: `max_depth: "{{ matrix.depth }}"`
             try:
-                return self._names["matrix"].lookup(whole_matrix.group(1))
+                value = self._names["matrix"].lookup(whole_matrix.group(1))
             except TemplateProblem as exc:
                 raise TemplateProblem(exc.message, exc.hint) from None
+            marker = _MARKER_RE.fullmatch(value) if isinstance(value, str) else None
+            return ParamRef(marker.group(2)) if marker else value
         if "\x00" in text:  # NUL marks run-time names in rendered text: it cannot be forged
             raise TemplateProblem("a templated value cannot contain NUL characters",
                                   "remove the \\0 characters from the value")

@@ -497,7 +497,7 @@ def _record_verdict(run: _TaskRun, verdict: Any, metrics: Any, report: Any) -> N
 def _gate(run: _TaskRun, call: _Call | None, test: Any, scalars: Mapping[str, float]) -> Any:
     """The gate's verdict: bounds, then (with `beat`) the published model scored on the same
     test rows by the same evaluator (the same bundle code), when one is published. A matrix
-    sweep's chooser (no evaluator call of its own) has bounds only."""
+    sweep's chooser gets the sweep's evaluator call and test rows only when it has `beat:`."""
     import dataclasses
 
     from skitflow.recipe.templating import resolve_runtime
@@ -543,8 +543,10 @@ def _published_model(where: str, run: _TaskRun) -> str | None:
 
 
 def select(models: list[Any], metrics_in: list[Any], model: Any, metrics: Any, report: Any, spec: str,
-           params: Mapping[str, Any], identity: Mapping[str, str] | None = None) -> EvalOutputs:
-    """A matrix sweep: the branch whose model scores best passes on its model; every score is kept."""
+           params: Mapping[str, Any], identity: Mapping[str, str] | None = None,
+           test: Any = None) -> EvalOutputs:
+    """A matrix sweep: the branch whose model scores best passes on its model; every score is kept.
+    With `test` (a gate with `beat:`) the published model is scored on it by the sweep's evaluator."""
     import html
     import shutil
 
@@ -590,7 +592,9 @@ def select(models: list[Any], metrics_in: list[Any], model: Any, metrics: Any, r
     if not run.spec.get("gate"):
         return EvalOutputs(True, scores[winner][1])
     try:
-        verdict = _gate(run, None, None, best.get("metrics", {}))
+        call = run.calls[0] if test is not None and run.calls else None
+        verdict = _gate(run, call, read_dataset(test.path) if call is not None else None,
+                        best.get("metrics", {}))
     except Exception as exc:
         run.report_failure(None, None, exc)
         raise
