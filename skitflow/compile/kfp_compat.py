@@ -171,6 +171,11 @@ def stop_local_tasks() -> None:
     _Jobs.stopping.set()
 
 
+def local_tasks_stopping() -> bool:
+    """Whether this run was interrupted: a task that ends now was stopped, it did not fail."""
+    return _Jobs.stopping.is_set()
+
+
 def _install_parallel_dag_runner() -> None:
     from kfp.local import logging_utils, task_dispatcher
     from kfp.local.orchestrator import enhanced_dag_orchestrator as enhanced

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from skitflow.compile.build import Package
+from skitflow.compile.kfp_compat import local_tasks_stopping, stop_local_tasks
 from skitflow.compile.emit import write_package
 from skitflow.errors import EXIT_GATE_FAILED, Location, Problem, SkitflowError, StepFailed
 from skitflow.recipe.models import kfp_arguments
@@ -207,6 +208,8 @@ class _Tracker:
             state = self.tasks.get(match.group(1))
             seconds = time.monotonic() - state.started if state and state.started else None
             status = "succeeded" if match.group(2) == "SUCCESS" else "failed"
+            if status == "failed" and local_tasks_stopping():  # a task of --jobs, stopped by Ctrl-C
+                status = "interrupted"
             self._update(match.group(1), status=status, seconds=seconds)
         elif match := _CACHED.search(line):
             self._update(match.group(1).strip("'"), status="cached", seconds=0.0)
@@ -367,6 +370,7 @@ def _stop_on_signals() -> Iterator[None]:
         if seen:
             return
         seen.append(signum)
+        stop_local_tasks()  # first: tasks on other threads that end now were stopped, not failed
         task_processes.interrupt_tasks()
         raise RunInterrupted(signum)
 
@@ -396,12 +400,7 @@ def run_package(
     every case. Up to `jobs` tasks run at once (independent tasks and matrix branches).
     `branch_labels`: the matrix branches' labels, to report each branch's metrics and gate.
     """
-    from skitflow.compile.kfp_compat import (
-        import_kfp,
-        local_run_identity,
-        patch_kfp_local,
-        stop_local_tasks,
-    )
+    from skitflow.compile.kfp_compat import import_kfp, local_run_identity, patch_kfp_local
 
     import_kfp()
     from kfp import components, local
