@@ -68,8 +68,8 @@ def main() -> None:
                 print(f"rep {n + 1}: --jobs {jobs}: {times[jobs][-1]:.1f}s (load {loads[-1][0]:.2f})",
                       flush=True)
     one, many = statistics.median(times[1]), statistics.median(times[args.jobs])
-    print(f"cores: {os.cpu_count()}; load average (1 min) from {min(l[0] for l in loads):.2f} "
-          f"to {max(l[0] for l in loads):.2f}")
+    print(f"cores: {os.cpu_count()}; load average (1 min) from {min(load[0] for load in loads):.2f} "
+          f"to {max(load[0] for load in loads):.2f}")
     print("| run | median s | all s |")
     print("|---|---|---|")
     for jobs in (1, args.jobs):

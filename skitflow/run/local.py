@@ -37,8 +37,8 @@ from pathlib import Path
 from typing import Any
 
 from skitflow.compile.build import Package
-from skitflow.compile.kfp_compat import local_tasks_stopping, stop_local_tasks
 from skitflow.compile.emit import write_package
+from skitflow.compile.kfp_compat import local_tasks_stopping, stop_local_tasks
 from skitflow.errors import EXIT_GATE_FAILED, Location, Problem, SkitflowError, StepFailed
 from skitflow.recipe.models import kfp_arguments
 from skitflow.run import task_processes
