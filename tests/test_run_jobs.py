@@ -136,3 +136,43 @@ def test_an_empty_source_with_on_empty_skip_says_so_in_the_notification(tmp_path
     assert "no rows: nothing to train" in slack["blocks"][1]["text"]["text"]
     [hook] = receiver.bodies("/hook")
     assert any("no rows: nothing to train" in note for note in hook["notes"])
+
+
+def test_the_private_kfp_local_names_the_parallel_runner_uses_exist() -> None:
+    import kfp
+    from kfp.local import task_dispatcher
+    from kfp.local.orchestrator import enhanced_dag_orchestrator as enhanced
+
+    for name in ("run_enhanced_dag", "execute_task", "_run_parallel_for_task", "_has_valid_iterator",
+                 "_has_task_final_status_input", "TaskKind", "ParallelExecutor", "ConditionEvaluator"):
+        assert hasattr(enhanced, name), f"kfp {kfp.__version__}: enhanced_dag_orchestrator.{name} is gone"
+    for name in ("local_logger_context", "indented_print"):
+        assert hasattr(task_dispatcher.logging_utils, name), f"kfp {kfp.__version__}: {name} is gone"
+
+
+def test_overlapping_task_log_contexts_restore_the_handlers_they_found() -> None:
+    """Two tasks' logger contexts overlapping (A in, B in, A out, B out) leave the root logger and
+    print as they were; kfp.local's own left B's handler and indentation installed."""
+    import builtins
+    import logging
+
+    from kfp.local import logging_utils
+
+    from skitflow.compile.kfp_compat import _shared_logging_utils
+
+    shared = _shared_logging_utils(logging_utils)
+    root = logging.getLogger()
+    handlers, printer = root.handlers[:], builtins.print
+    a, b = shared.local_logger_context(), shared.local_logger_context()
+    pa, pb = shared.indented_print(), shared.indented_print()
+    a.__enter__()
+    pa.__enter__()
+    b.__enter__()
+    pb.__enter__()
+    assert root.handlers != handlers and builtins.print is not printer
+    a.__exit__(None, None, None)
+    pa.__exit__(None, None, None)
+    assert builtins.print is not printer  # B still runs
+    b.__exit__(None, None, None)
+    pb.__exit__(None, None, None)
+    assert root.handlers == handlers and builtins.print is printer

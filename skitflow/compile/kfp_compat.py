@@ -15,6 +15,10 @@ kfp offers no public way to do these things, so each is named here and each has 
 - ``kfp.local.orchestrator``'s ``ConditionEvaluator._resolve_pipeline_channel`` and
   ``OrchestratorUtils.get_dag_output_artifacts``, patched by :func:`patch_kfp_local` to close two
   gaps of kfp.local that stop packages Kubeflow runs fine from running locally.
+- ``kfp.local.orchestrator.enhanced_dag_orchestrator``'s ``run_enhanced_dag``, ``execute_task``,
+  ``_run_parallel_for_task``, ``_has_valid_iterator``, ``_has_task_final_status_input``,
+  ``TaskKind``, ``ParallelExecutor``, and ``kfp.local.task_dispatcher.logging_utils``: the parallel
+  DAG runner of `skitflow run --jobs` (:func:`patch_kfp_local`, tested in tests/test_run_jobs.py).
 - ``kfp.Client._load_config``, ``Client._healthz_api`` (and the urllib3 pool manager behind it)
   and ``Client.get_kfp_healthz``, adjusted by :func:`client_class` so that skitflow's retry policy
   is the only one; ``kfp.client.set_volume_credentials`` for the service-account token file.
