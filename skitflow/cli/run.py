@@ -25,6 +25,8 @@ def run(
     out: Path | None = typer.Option(None, "--out", help="Run folder (default: a new folder under runs/)."),
     cache: bool = typer.Option(True, "--cache/--no-cache", help="Reuse results of unchanged finished tasks."),
     cache_dir: Path = typer.Option(Path("runs/.cache"), "--cache-dir", help="Where finished tasks are cached."),
+    jobs: str | None = typer.Option(None, "--jobs", "-j", help="Tasks run at once: independent tasks and "
+                                    "matrix branches in parallel (default: the number of cores; 1: one at a time)."),
 ) -> None:
     """Run a recipe end to end on this machine (no cluster, no Docker).
 
@@ -36,7 +38,9 @@ def run(
     \b
       skitflow run examples/tickets.yaml
       skitflow run examples/tickets.yaml -p test_size=0.3 --no-cache
+      skitflow run examples/tickets.yaml --jobs 1
     """
+    task_slots = _jobs(jobs)
     from skitflow.api import compile_recipe
     from skitflow.recipe.loader import load_recipe_file
     from skitflow.recipe.parameters import parse_assignments, read_params_file, resolve_parameters
@@ -80,7 +84,8 @@ def run(
         seen[state.id] = (state.status, len(state.messages))
 
     result = run_package(package, arguments, out_dir, recipe_file=str(recipe),
-                         cache_dir=cache_dir if cache else None, listener=show)
+                         cache_dir=cache_dir if cache else None, listener=show, jobs=task_slots,
+                         branch_labels=tuple(branch.label for branch, _ in loaded.branches))
     print_summary(result, console)
     if package.plan.notify:  # after the summary, before the exit code: it never changes it
         from skitflow.run.notify_local import notify_run
@@ -93,6 +98,22 @@ def run(
         raise failure_error(result, str(recipe))
     if result.gate_failed:
         raise gate_failed_error(result)
+
+
+def _jobs(given: str | None) -> int:
+    """`--jobs`: a whole number of at least 1 (default: this machine's cores)."""
+    from skitflow.errors import SkitflowError
+
+    if given is None:
+        return os.cpu_count() or 1
+    try:
+        jobs = int(given)
+    except ValueError:
+        jobs = 0
+    if jobs < 1:
+        raise SkitflowError(f"--jobs must be a whole number of at least 1, not `{given}`",
+                            hint="--jobs 1 runs one task at a time; leave it out to use every core")
+    return jobs
 
 
 def print_summary(result, console: Console) -> None:
@@ -121,6 +142,11 @@ def print_summary(result, console: Console) -> None:
         verdict = "passed: the model was written to its sinks" if result.gate.get("passed") else (
             "FAILED: the model was not written to its sinks")
         console.print(f"gate {verdict}; {result.gate.get('reason')}", markup=False)
+    for label, branch in result.branches.items():
+        scores = ", ".join(f"{k}={v:.4f}" for k, v in sorted(branch.get("metrics", {}).items()))
+        gate = branch.get("gate")
+        verdict = "" if gate is None else "; gate passed" if gate.get("passed") else "; gate FAILED"
+        console.print(f"  branch {label}: {scores or 'no metrics'}{verdict}", markup=False)
     for note in result.notes:
         console.print(note, markup=False)
     console.print(f"run folder: {result.out_dir}", markup=False)

@@ -15,6 +15,10 @@ kfp offers no public way to do these things, so each is named here and each has 
 - ``kfp.local.orchestrator``'s ``ConditionEvaluator._resolve_pipeline_channel`` and
   ``OrchestratorUtils.get_dag_output_artifacts``, patched by :func:`patch_kfp_local` to close two
   gaps of kfp.local that stop packages Kubeflow runs fine from running locally.
+- ``kfp.local.orchestrator.enhanced_dag_orchestrator``'s ``run_enhanced_dag``, ``execute_task``,
+  ``_run_parallel_for_task``, ``_has_valid_iterator``, ``_has_task_final_status_input``,
+  ``TaskKind``, ``ParallelExecutor``, and ``kfp.local.task_dispatcher.logging_utils``: the parallel
+  DAG runner of `skitflow run --jobs` (:func:`patch_kfp_local`, tested in tests/test_run_jobs.py).
 - ``kfp.Client._load_config``, ``Client._healthz_api`` (and the urllib3 pool manager behind it)
   and ``Client.get_kfp_healthz``, adjusted by :func:`client_class` so that skitflow's retry policy
   is the only one; ``kfp.client.set_volume_credentials`` for the service-account token file.
@@ -29,6 +33,7 @@ import json
 import logging
 import os
 import sys
+import threading
 import types
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -106,7 +111,7 @@ def package_comments(spec: dict[str, Any], description: str | None) -> str:
 # -- kfp.local -----------------------------------------------------------------------------------
 
 
-def patch_kfp_local(run_subprocess: Callable[..., int] | None = None) -> None:
+def patch_kfp_local(run_subprocess: Callable[..., int] | None = None, jobs: int = 1) -> None:
     """Fix gaps in kfp.local 2.17.3; idempotent, applied only inside `skitflow run`.
 
     1. Conditions on task outputs: kfp names such a channel `pipelinechannel--<task>-<output>`,
@@ -128,6 +133,12 @@ def patch_kfp_local(run_subprocess: Callable[..., int] | None = None) -> None:
 
     6. Run identity: `{{$.pipeline_job_create_time_utc}}` is filled in once per run (kfp.local
        leaves it as it is), and each run's identity is kept for :func:`local_run_identity`.
+    7. Parallel tasks (`jobs` > 1): kfp.local walks a DAG's tasks one at a time. The DAG runner
+       here has the enhanced orchestrator's semantics but starts each task as soon as its
+       dependencies are done, on threads, with at most `jobs` task processes at once (one
+       semaphore for the whole run; nested DAGs take no slot, so they cannot deadlock).
+       kfp.local's per-task logger and print indentation swap process-wide state; they are made
+       safe to enter from several threads. `jobs` = 1 is kfp.local's own runner, unchanged.
 
     The package itself is unchanged.
     """
@@ -137,10 +148,225 @@ def patch_kfp_local(run_subprocess: Callable[..., int] | None = None) -> None:
     from kfp.local.orchestrator import dag_orchestrator
     from kfp.local.orchestrator import enhanced_dag_orchestrator as enhanced
 
+    _install_parallel_dag_runner()
     dag_orchestrator.run_dag = enhanced.run_enhanced_dag
+    set_local_jobs(jobs)
     if run_subprocess is not None:
         subprocess_task_handler.run_local_subprocess = run_subprocess
     _verify_cached_artifacts()
+
+
+class _Jobs:
+    """The current run's task slots: None runs kfp.local's own sequential orchestrator."""
+
+    slots: threading.BoundedSemaphore | None = None
+    stopping = threading.Event()
+
+
+def set_local_jobs(jobs: int) -> None:
+    """At most `jobs` task processes at once in the following local runs (1: one at a time)."""
+    if jobs < 1:
+        raise ValueError(f"jobs must be at least 1, not {jobs}")
+    _Jobs.slots = threading.BoundedSemaphore(jobs) if jobs > 1 else None
+    _Jobs.stopping = threading.Event()
+
+
+def stop_local_tasks() -> None:
+    """No task process starts any more in this run (the run was interrupted)."""
+    _Jobs.stopping.set()
+
+
+def local_tasks_stopping() -> bool:
+    """Whether this run was interrupted: a task that ends now was stopped, it did not fail."""
+    return _Jobs.stopping.is_set()
+
+
+def _install_parallel_dag_runner() -> None:
+    from kfp.local import logging_utils, task_dispatcher
+    from kfp.local.orchestrator import enhanced_dag_orchestrator as enhanced
+
+    if getattr(enhanced.run_enhanced_dag, "_skitflow", False):
+        return
+    sequential_dag, sequential_task = enhanced.run_enhanced_dag, enhanced.execute_task
+
+    def run_dag(*args: Any, **kwargs: Any) -> Any:
+        if _Jobs.slots is None:
+            return sequential_dag(*args, **kwargs)
+        return _run_dag_in_parallel(*args, **kwargs)
+
+    def execute_task(**kwargs: Any) -> Any:
+        slots = _Jobs.slots
+        component = kwargs["components"][kwargs["task_spec"].component_ref.name]
+        if slots is None or component.WhichOneof("implementation") == "dag":
+            return sequential_task(**kwargs)  # a nested DAG comes back to run_dag: no slot held
+        with slots:
+            if _Jobs.stopping.is_set():
+                from kfp.local import status
+
+                return {}, status.Status.FAILURE
+            return sequential_task(**kwargs)
+
+    run_dag._skitflow = True  # type: ignore[attr-defined]
+    enhanced.run_enhanced_dag = run_dag
+    enhanced.execute_task = execute_task
+    task_dispatcher.logging_utils = _shared_logging_utils(logging_utils)
+
+
+def _shared_logging_utils(logging_utils: types.ModuleType) -> types.ModuleType:
+    """kfp.local's logging helpers for the task dispatcher, safe to enter from several threads:
+    `local_logger_context` swaps the root logger's handlers and `indented_print` swaps
+    `builtins.print`, each restoring what it saw on entry, so two overlapping tasks left the
+    other's handler (or indentation) installed for good. Here the first task in installs them
+    and the last one out restores them."""
+    lock = threading.Lock()
+    entered = {"logger": 0, "print": 0}
+    saved: dict[str, Any] = {}
+
+    def shared(name: str, original: Callable[[], Any]) -> Callable[[], Any]:
+        @contextlib.contextmanager
+        def context() -> Iterator[None]:
+            with lock:
+                if entered[name] == 0:
+                    saved[name] = original()
+                    saved[name].__enter__()
+                entered[name] += 1
+            try:
+                yield
+            finally:
+                with lock:
+                    entered[name] -= 1
+                    if entered[name] == 0:
+                        saved.pop(name).__exit__(None, None, None)
+        return context
+
+    wrapper = types.ModuleType("kfp_local_logging_utils_shared")
+    wrapper.__dict__.update({k: v for k, v in vars(logging_utils).items() if not k.startswith("__")})
+    wrapper.local_logger_context = shared("logger", logging_utils.local_logger_context)  # type: ignore[attr-defined]
+    wrapper.indented_print = shared("print", logging_utils.indented_print)  # type: ignore[attr-defined]
+    return wrapper
+
+
+def _run_dag_in_parallel(
+    pipeline_resource_name: str, dag_component_spec: Any, executors: Any, components: Any,
+    dag_arguments: dict[str, Any], pipeline_root: str, runner: Any, unique_pipeline_id: str,
+    fail_stack: list[str], parent_io_store: Any = None,
+) -> tuple[dict[str, Any], Any]:
+    """`run_enhanced_dag` (kfp 2.17.3) with every ready task started at once, on threads.
+
+    Same semantics: condition tasks run only when their condition holds; ParallelFor goes to
+    kfp's `_run_parallel_for_task`; a task whose upstream failed is skipped unless its trigger
+    strategy is ALL_UPSTREAM_TASKS_COMPLETED; exit tasks run after the body, in order; then the
+    DAG's outputs. Task slots are taken in `execute_task`, not here."""
+    import concurrent.futures as futures
+
+    from kfp.local import graph_utils, io, status
+    from kfp.local.orchestrator import enhanced_dag_orchestrator as enhanced
+    from kfp.local.orchestrator.orchestrator_utils import OrchestratorUtils
+    from kfp.pipeline_spec import pipeline_spec_pb2
+
+    arguments = OrchestratorUtils.join_user_inputs_and_defaults(
+        dag_arguments=dag_arguments, dag_inputs_spec=dag_component_spec.input_definitions)
+    io_store = io.IOStore(parent=parent_io_store)
+    for key, value in arguments.items():
+        io_store.put_parent_input(key, value)
+    strategy = pipeline_spec_pb2.PipelineTaskSpec.TriggerPolicy.TriggerStrategy
+    on_completion = strategy.ALL_UPSTREAM_TASKS_COMPLETED
+
+    exit_tasks: list[tuple[str, Any]] = []
+    body: dict[str, Any] = {}
+    kinds: dict[str, enhanced.TaskKind] = {}
+    for name, spec in dag_component_spec.dag.tasks.items():
+        if spec.trigger_policy.strategy == on_completion and enhanced._has_task_final_status_input(spec):
+            exit_tasks.append((name, spec))
+            continue
+        body[name] = spec
+        if spec.trigger_policy.condition:
+            kinds[name] = enhanced.TaskKind.CONDITION
+        elif spec.WhichOneof("iterator") and enhanced._has_valid_iterator(spec):
+            kinds[name] = enhanced.TaskKind.PARALLEL_FOR
+        else:
+            kinds[name] = enhanced.TaskKind.REGULAR
+    common = dict(pipeline_resource_name=pipeline_resource_name, components=components,
+                  executors=executors, io_store=io_store, pipeline_root=pipeline_root,
+                  runner=runner, unique_pipeline_id=unique_pipeline_id, fail_stack=fail_stack)
+
+    def run_one(name: str) -> bool:
+        """Run one body task; True when it failed."""
+        spec, kind = body[name], kinds[name]
+        if kind == enhanced.TaskKind.PARALLEL_FOR:
+            return bool(enhanced._run_parallel_for_task(
+                task_name=name, task_spec=spec, parallel_executor=enhanced.ParallelExecutor(),
+                **common))
+        if kind == enhanced.TaskKind.CONDITION and not enhanced.ConditionEvaluator.evaluate_condition(
+                spec.trigger_policy.condition, io_store):
+            logging.info(f"Skipping conditional task {name} (condition evaluated to False)")
+            return False
+        outputs, task_status = enhanced.execute_task(task_name=name, task_spec=spec, **common)
+        io_store.put_task_status(name, "SUCCEEDED" if task_status == status.Status.SUCCESS else "FAILED")
+        if task_status == status.Status.FAILURE:
+            fail_stack.append(name)
+            return True
+        for key, output in outputs.items():
+            io_store.put_task_output(name, key, output)
+        return False
+
+    # kfp's topological order, popped from the right: ready tasks start in that order
+    order = graph_utils.topological_sort_tasks(body)[::-1] if body else []
+    upstream = {name: [d for d in body[name].dependent_tasks if d in body] for name in body}
+    done: set[str] = set()
+    failed: set[str] = set()
+    started: set[str] = set()
+    body_failed = False
+    with futures.ThreadPoolExecutor(max_workers=max(len(body), 1),
+                                    thread_name_prefix="skitflow-task") as pool:
+        running: dict[futures.Future[bool], str] = {}
+        try:
+            while len(done) < len(body):
+                for name in order:
+                    if name in started or not all(d in done for d in upstream[name]):
+                        continue
+                    started.add(name)
+                    failed_deps = [d for d in body[name].dependent_tasks if d in failed]
+                    if failed_deps and body[name].trigger_policy.strategy != on_completion:
+                        logging.info(f"Skipping task {name}: upstream task(s) "
+                                     f"{sorted(failed_deps)} failed.")
+                        io_store.put_task_status(name, "FAILED")
+                        failed.add(name)
+                        done.add(name)
+                        body_failed = True
+                        continue
+                    running[pool.submit(run_one, name)] = name
+                if len(done) == len(body):
+                    break
+                if not running:  # a cycle kfp's sort would have refused; never in a package
+                    raise RuntimeError(f"tasks {sorted(set(body) - done)} can never start")
+                finished, _ = futures.wait(running, timeout=0.5, return_when=futures.FIRST_COMPLETED)
+                for future in finished:
+                    name = running.pop(future)
+                    done.add(name)
+                    if future.result():  # an error of kfp.local's own propagates, as there
+                        failed.add(name)
+                        body_failed = True
+        except BaseException:  # interrupted (or kfp.local broke): start nothing more
+            _Jobs.stopping.set()
+            raise
+
+    if body_failed and not exit_tasks:
+        return {}, status.Status.FAILURE
+    exit_failed = False
+    for name, spec in exit_tasks:
+        outputs, task_status = enhanced.execute_task(task_name=name, task_spec=spec, **common)
+        io_store.put_task_status(name, "SUCCEEDED" if task_status == status.Status.SUCCESS else "FAILED")
+        if task_status == status.Status.SUCCESS:
+            for key, output in outputs.items():
+                io_store.put_task_output(name, key, output)
+        else:
+            fail_stack.append(name)
+            exit_failed = True
+    if body_failed or exit_failed:
+        return {}, status.Status.FAILURE
+    return OrchestratorUtils.get_dag_outputs(dag_outputs_spec=dag_component_spec.dag.outputs,
+                                             io_store=io_store), status.Status.SUCCESS
 
 
 _CREATE_TIME = "{{$.pipeline_job_create_time_utc}}"

@@ -38,6 +38,7 @@ from typing import Any
 
 from skitflow.compile.build import Package
 from skitflow.compile.emit import write_package
+from skitflow.compile.kfp_compat import local_tasks_stopping, stop_local_tasks
 from skitflow.errors import EXIT_GATE_FAILED, Location, Problem, SkitflowError, StepFailed
 from skitflow.recipe.models import kfp_arguments
 from skitflow.run import task_processes
@@ -85,6 +86,10 @@ class RunResult:
     started: str = ""  # ISO 8601, UTC
     interrupted: str | None = None  # the signal's name (SIGINT, SIGTERM) when the run was stopped
     notes: list[str] = field(default_factory=list)  # outcomes worth a line: "no rows: nothing to train"
+    jobs: int = 1  # task processes allowed at once
+    clock: float = 0.0  # time.monotonic() when the run started: task start offsets count from it
+    #: each matrix branch's metrics and gate verdict, by branch label (empty without a matrix)
+    branches: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def failure(self) -> dict[str, Any] | None:
@@ -112,20 +117,37 @@ Listener = Callable[[TaskState], None]
 
 
 class _LogStream(io.TextIOBase):
-    """Receives kfp.local's stdout: keeps it in run.log and turns lines into task events."""
+    """Receives kfp.local's stdout: keeps it in run.log and turns lines into task events.
+
+    Tasks run on threads (`--jobs`) and write their lines in pieces (kfp's indented print writes
+    the indent first): each thread's pieces are gathered apart and only whole lines go out, one
+    at a time, so no line is ever torn or mixed with another task's."""
 
     def __init__(self, log_file: io.TextIOBase, on_line: Callable[[str], None]) -> None:
         self._log = log_file
         self._on_line = on_line
-        self._buffer = ""
+        self._buffers: dict[int, str] = {}
+        self._lock = threading.RLock()  # reentrant: a listener may log while a line is handled
 
     def write(self, text: str) -> int:
-        self._log.write(text)
-        self._buffer += text
-        while "\n" in self._buffer:
-            line, self._buffer = self._buffer.split("\n", 1)
-            self._on_line(_ANSI.sub("", line))
+        key = threading.get_ident()
+        with self._lock:
+            buffer = self._buffers.pop(key, "") + text
+            *lines, rest = buffer.split("\n")
+            if rest:
+                self._buffers[key] = rest
+            for line in lines:
+                self._log.write(line + "\n")
+                self._on_line(_ANSI.sub("", line))
         return len(text)
+
+    def close_lines(self) -> None:
+        """Whatever was left without a newline (a killed task's last words) goes to run.log."""
+        with self._lock:
+            rests = list(self._buffers.values())
+            self._buffers.clear()
+            for rest in rests:
+                self._log.write(rest + "\n")
 
     def flush(self) -> None:
         self._log.flush()
@@ -186,6 +208,8 @@ class _Tracker:
             state = self.tasks.get(match.group(1))
             seconds = time.monotonic() - state.started if state and state.started else None
             status = "succeeded" if match.group(2) == "SUCCESS" else "failed"
+            if status == "failed" and local_tasks_stopping():  # a task of --jobs, stopped by Ctrl-C
+                status = "interrupted"
             self._update(match.group(1), status=status, seconds=seconds)
         elif match := _CACHED.search(line):
             self._update(match.group(1).strip("'"), status="cached", seconds=0.0)
@@ -346,6 +370,7 @@ def _stop_on_signals() -> Iterator[None]:
         if seen:
             return
         seen.append(signum)
+        stop_local_tasks()  # first: tasks on other threads that end now were stopped, not failed
         task_processes.interrupt_tasks()
         raise RunInterrupted(signum)
 
@@ -365,12 +390,15 @@ def run_package(
     recipe_file: str,
     cache_dir: Path | None = None,
     listener: Listener | None = None,
+    jobs: int = 1,
+    branch_labels: tuple[str, ...] = (),
 ) -> RunResult:
     """Run a compiled package locally; everything the run makes lands under `out_dir`.
 
     Returns when every task that could run has run (a failure stops only its downstream tasks),
     or when SIGINT/SIGTERM stopped the run (`RunResult.interrupted`); summary.json is written in
-    every case.
+    every case. Up to `jobs` tasks run at once (independent tasks and matrix branches).
+    `branch_labels`: the matrix branches' labels, to report each branch's metrics and gate.
     """
     from skitflow.compile.kfp_compat import import_kfp, local_run_identity, patch_kfp_local
 
@@ -380,7 +408,7 @@ def run_package(
     swept = sweep_leftovers(out_dir, cache_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     package_path = write_package(out_dir / "package.yaml", package.text)
-    patch_kfp_local(run_subprocess=task_processes.run_task_process)
+    patch_kfp_local(run_subprocess=task_processes.run_task_process, jobs=jobs)
     os.environ[LOCAL_RUN_ENV] = "1"  # the exit task leaves notifying to the CLI (run/notify_local.py)
     tracker = _Tracker(package, listener)
     init: dict[str, Any] = {"runner": local.SubprocessRunner(use_venv=False),
@@ -416,18 +444,20 @@ def run_package(
                 completed = True
         except RunInterrupted as exc:
             interrupted = str(exc)
+            stop_local_tasks()
             task_processes.stop_tasks()
             stream.write(f"skitflow: run interrupted by {interrupted}\n")
         finally:
             root.removeHandler(handler)
             root.setLevel(previous_level)
+            stream.close_lines()
         tracker.finish(completed, interrupted is not None)
         result = RunResult(package.name, out_dir, _run_dir(out_dir, package.name, before),
                            tracker.tasks, time.monotonic() - started, tracker.failures,
                            parameters=_used_parameters(package, arguments),
                            recipe_hash=package.plan.recipe_hash, started=started_at,
-                           interrupted=interrupted)
-        _collect_outputs(result)
+                           interrupted=interrupted, jobs=jobs, clock=started)
+        _collect_outputs(result, branch_labels)
         result.notes = run_notes(package, result)
         for line in outcome_lines(result):
             stream.write(f"skitflow: {line}\n")
@@ -473,10 +503,12 @@ def _run_dir(out_dir: Path, name: str, before: set[str]) -> Path | None:
     return runs[-1] if runs else None
 
 
-def _collect_outputs(result: RunResult) -> None:
-    """Row counts, artifact paths, metrics and the gate from each task's executor output."""
+def _collect_outputs(result: RunResult, branch_labels: tuple[str, ...] = ()) -> None:
+    """Row counts, artifact paths, metrics and the gate from each task's executor output; with a
+    matrix, each branch's metrics and gate as well (`RunResult.branches`)."""
     if result.run_dir is None:
         return
+    found: dict[str, dict[str, Any]] = {}  # task id -> its metrics and gate
     for task_id, state in result.tasks.items():
         try:  # absent for tasks that did not finish; torn if a task was killed writing it
             data = json.loads((result.run_dir / task_id / "executor_output.json").read_text())
@@ -487,14 +519,35 @@ def _collect_outputs(result: RunResult) -> None:
                 uri = artifact.get("uri", "")
                 state.artifacts[name] = uri
                 if name == "metrics":  # the model's metrics; the gate's numbers are in `gate`
-                    result.metrics = {k: float(v) for k, v in artifact.get("metadata", {}).items()
-                                      if isinstance(v, int | float) and k != "rows"
-                                      and not k.startswith("gate_")}
+                    found.setdefault(task_id, {})["metrics"] = {
+                        k: float(v) for k, v in artifact.get("metadata", {}).items()
+                        if isinstance(v, int | float) and k != "rows" and not k.startswith("gate_")}
                 if name == "report" and isinstance(artifact.get("metadata", {}).get("gate"), dict):
-                    result.gate = {"task": task_id, **artifact["metadata"]["gate"]}
+                    found.setdefault(task_id, {})["gate"] = {"task": task_id, **artifact["metadata"]["gate"]}
         state.outputs = dict(data.get("parameterValues", {}))
         if "rows" in state.outputs:
             state.rows = int(state.outputs["rows"])
+    # Top level: the last task's, as the plan orders them (with `select:` the select task, so the
+    # winner's) ...
+    for entry in found.values():
+        result.metrics = entry.get("metrics", result.metrics)
+        result.gate = entry.get("gate", result.gate)
+    for task_id, entry in found.items():
+        label = _branch_of(task_id, branch_labels)
+        if label is not None:
+            result.branches.setdefault(label, {"metrics": {}, "gate": None}).update(
+                {"task": task_id, **entry})
+    # ... but a matrix without `select:` publishes each branch's model past its own gate: a
+    # branch whose gate refused its model is the verdict (exit 3), and its metrics go with it.
+    refused = [b for b in result.branches.values() if b.get("gate") and not b["gate"].get("passed")]
+    if refused and result.gate is not None and result.gate.get("passed"):
+        result.gate, result.metrics = refused[0]["gate"], refused[0]["metrics"]
+
+
+def _branch_of(task_id: str, labels: tuple[str, ...]) -> str | None:
+    """The matrix branch a task belongs to: its name ends with the branch's label."""
+    matches = [label for label in labels if task_id.endswith(f"-{label}")]
+    return max(matches, key=len) if matches else None
 
 
 def _used_parameters(package: Package, arguments: Mapping[str, Any]) -> dict[str, Any]:
@@ -506,7 +559,9 @@ def _used_parameters(package: Package, arguments: Mapping[str, Any]) -> dict[str
 def summary_dict(result: RunResult) -> dict[str, Any]:
     def task(state: TaskState) -> dict[str, Any]:
         entry: dict[str, Any] = {"status": state.status, "rows": state.rows, "artifacts": state.artifacts,
-                 "seconds": None if state.seconds is None else round(state.seconds, 3)}
+                 "seconds": None if state.seconds is None else round(state.seconds, 3),
+                 # when it started, in seconds after the run did (tasks overlap with --jobs)
+                 "start": None if state.started is None else round(state.started - result.clock, 3)}
         if state.blocked_by:
             entry["blocked_by"] = state.blocked_by
         return entry
@@ -520,6 +575,7 @@ def summary_dict(result: RunResult) -> dict[str, Any]:
         "succeeded": result.succeeded,
         "interrupted": result.interrupted,
         "seconds": round(result.seconds, 3),
+        "jobs": result.jobs,
         "run_dir": str(result.run_dir) if result.run_dir else None,
         "failure": result.failure,
         "failures": result.failures,
@@ -527,6 +583,7 @@ def summary_dict(result: RunResult) -> dict[str, Any]:
         "not_run": {t.id: t.blocked_by for t in result.tasks.values() if t.status == "not run"},
         "metrics": result.metrics,
         "gate": result.gate,
+        **({"branches": result.branches} if result.branches else {}),
         **({"notes": result.notes} if result.notes else {}),
         "tasks": {t.id: task(t) for t in result.tasks.values()},
     }

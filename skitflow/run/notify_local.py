@@ -38,7 +38,8 @@ def local_report(plan: Plan, result: RunResult) -> RunReport:
                    "log": [redact(line) for line in (task.messages[-8:] if task else [])]}
     return RunReport(recipe=plan.name, status=result.status, run_name=identity.get("name", ""),
                      run_id=identity.get("id", ""), link=str(result.out_dir.resolve()),
-                     seconds=result.seconds, metrics=dict(result.metrics), gate=gate, failure=failure)
+                     seconds=result.seconds, metrics=dict(result.metrics), gate=gate, failure=failure,
+                     notes=list(result.notes))  # "no rows: nothing to train"
 
 
 def notify_run(plan: Plan, result: RunResult, *, environ: Mapping[str, str],

@@ -23,6 +23,8 @@ STOP_GRACE_SECONDS = 5.0
 
 _running: set[subprocess.Popen[str]] = set()
 _running_lock = threading.Lock()
+#: tasks run on threads with `--jobs`: one task's line is printed whole, never mixed with another's
+_print_lock = threading.Lock()
 
 
 _GUARD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "task_guard.py")
@@ -61,8 +63,10 @@ def run_task_process(full_command: list[str], env_vars: dict[str, str] | None = 
         try:
             assert process.stdout is not None
             for line in iter(process.stdout.readline, ""):
-                print(line, end="")
-            print("\n")
+                with _print_lock:
+                    print(line, end="")
+            with _print_lock:
+                print("\n")
             return process.wait()
         except BaseException:
             _stop([process])
