@@ -96,6 +96,7 @@ class SelectColumns(TransformStep):
     """
 
     name = "select_columns"
+    streamable = True
     example: ClassVar[Mapping[str, Any]] = {"columns": ["utterance", "intent"]}
 
     class Settings(StepSettings):
@@ -121,6 +122,7 @@ class DropColumns(TransformStep):
     """
 
     name = "drop_columns"
+    streamable = True
     example: ClassVar[Mapping[str, Any]] = {"columns": ["call_id"]}
 
     class Settings(StepSettings):
@@ -149,6 +151,7 @@ class RenameColumns(TransformStep):
     """
 
     name = "rename_columns"
+    streamable = True
     example: ClassVar[Mapping[str, Any]] = {"mapping": {"utterance": "text", "intent": "label"}}
 
     class Settings(StepSettings):
@@ -198,6 +201,7 @@ class Dropna(TransformStep):
     """
 
     name = "dropna"
+    streamable = True
     changes_rows = True
     example: ClassVar[Mapping[str, Any]] = {"columns": ["utterance", "intent"]}
 
@@ -232,6 +236,7 @@ class Fillna(FittedTransform):
     """
 
     name = "fillna"
+    streamable = True
     example: ClassVar[Mapping[str, Any]] = {"values": {"intent": "unknown", "duration": 0}}
 
     class Settings(StepSettings):
@@ -404,6 +409,72 @@ class DropDuplicates(TransformStep):
         _require(frame, subset or (), self.name)
         return _renumber(frame.drop_duplicates(subset=subset, keep=settings.keep))
 
+    def streamer(self, settings: Settings) -> Callable[[pd.DataFrame], pd.DataFrame] | None:
+        """With `keep: first`, chunk by chunk: a row stays when its key is new in its chunk and
+        was in no earlier chunk. The keys seen are kept exactly (no hashes), so the rows kept
+        are pandas' own."""
+        if settings.keep != "first":
+            return None
+        subset = list(settings.subset) if settings.subset else None
+        seen = _SeenKeys()
+
+        def step(frame: pd.DataFrame) -> pd.DataFrame:
+            _require(frame, subset or (), self.name)
+            keys = frame[subset] if subset else frame
+            fresh = seen.first_seen(keys, ~keys.duplicated(keep="first").to_numpy())
+            return _renumber(frame[fresh])
+
+        return step
+
+
+class _SeenKeys:
+    """The keys drop_duplicates saw in earlier chunks: one integer column as sorted numpy
+    arrays (8 bytes a key), any other key as a set of tuples (nulls are one key, as in pandas)."""
+
+    def __init__(self) -> None:
+        self.runs: list[Any] = []  # sorted int64 arrays, each at least twice the next one's size
+        self.keys: set[Any] = set()
+
+    def first_seen(self, keys: pd.DataFrame, new_here: Any) -> Any:
+        """A bool mask: rows first in their chunk (`new_here`) whose key no earlier chunk had."""
+        import numpy as np
+        import pandas as pd
+
+        column = keys.iloc[:, 0]
+        if keys.shape[1] == 1 and pd.api.types.is_integer_dtype(column.dtype) \
+                and not column.hasnans and str(column.dtype) in ("int64", "int32", "int16", "int8"):
+            values = column.to_numpy(dtype="int64")
+            fresh = new_here.copy()
+            for run in self.runs:
+                at = np.searchsorted(run, values).clip(max=len(run) - 1)
+                fresh &= run[at] != values
+            self._add(np.sort(values[fresh]))
+            return fresh
+        if self.runs:  # the column's type changed: keep the integers as keys too
+            self.keys.update((int(v),) for run in self.runs for v in run)
+            self.runs = []
+        nulls = keys.isna().to_numpy()
+        rows = zip(*(np.where(nulls[:, i], None, keys.iloc[:, i].to_numpy(dtype=object))
+                     for i in range(keys.shape[1])), strict=True)
+        fresh = new_here.copy()
+        for i, (row, first) in enumerate(zip(rows, new_here, strict=True)):
+            if first:
+                if row in self.keys:
+                    fresh[i] = False
+                else:
+                    self.keys.add(row)
+        return fresh
+
+    def _add(self, values: Any) -> None:
+        import numpy as np
+
+        if len(values):
+            self.runs.append(values)
+        while len(self.runs) > 1 and len(self.runs[-2]) <= 2 * len(self.runs[-1]):
+            last = self.runs.pop()
+            # a stable sort of two sorted runs is a linear merge (timsort)
+            self.runs[-1] = np.sort(np.concatenate([self.runs[-1], last]), kind="stable")
+
 
 class FilterRows(TransformStep):
     """Keep the rows where an expression is true.
@@ -417,6 +488,7 @@ class FilterRows(TransformStep):
     """
 
     name = "filter_rows"
+    streamable = True
     changes_rows = True
     example: ClassVar[Mapping[str, Any]] = {"expr": "duration > 3 and intent != 'spam'"}
 
@@ -465,6 +537,7 @@ class Cast(TransformStep):
     """
 
     name = "cast"
+    streamable = True
     example: ClassVar[Mapping[str, Any]] = {"mapping": {"duration": "float", "intent": "category"}}
 
     class Settings(StepSettings):
@@ -478,6 +551,12 @@ class Cast(TransformStep):
 
     def needs(self, settings: Settings) -> Sequence[str]:
         return list(settings.mapping)
+
+    def streamer(self, settings: Settings) -> Callable[[pd.DataFrame], pd.DataFrame] | None:
+        """Categories and datetime formats depend on all the rows: those casts take them all."""
+        if any(to in ("category", "datetime") for to in settings.mapping.values()):
+            return None
+        return super().streamer(settings)
 
     def run(self, frame: pd.DataFrame, settings: Settings) -> pd.DataFrame:
         _require(frame, list(settings.mapping), self.name)
@@ -498,6 +577,7 @@ class Lowercase(TransformStep):
     """
 
     name = "lowercase"
+    streamable = True
     example: ClassVar[Mapping[str, Any]] = {"columns": ["utterance"]}
 
     class Settings(StepSettings):
@@ -519,6 +599,7 @@ class Strip(TransformStep):
     """
 
     name = "strip"
+    streamable = True
     example: ClassVar[Mapping[str, Any]] = {"columns": ["utterance"]}
 
     class Settings(StepSettings):
@@ -546,6 +627,7 @@ class RegexReplace(TransformStep):
     """
 
     name = "regex_replace"
+    streamable = True
     example: ClassVar[Mapping[str, Any]] = {
         "columns": ["utterance"],
         "pattern": r"\s+",
