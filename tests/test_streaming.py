@@ -96,14 +96,31 @@ def test_text_and_multi_column_keys_with_nulls_dedupe_as_pandas(
     assert "streamed 12 rows" in log
 
 
-def test_the_seen_keys_of_integer_columns_give_pandas_first_rows() -> None:
+def keys(kind: str) -> Any:
+    import numpy as np
+    import pandas as pd
+
+    numbers = np.random.default_rng(7).integers(-50, 50, 2000)
+    if kind == "int":
+        return numbers
+    text = pd.Series([f"k{n}" + "x" * (n % 7) for n in numbers], dtype="str")
+    text[numbers % 11 == 0] = None  # nulls are one key
+    if kind == "non-ascii later":  # the bytes keys move to the set half-way
+        text[1500:] = text[1500:].str.replace("k1", "kü")
+    if kind == "nul":
+        text[::3] = text[::3] + "\x00"
+    return text
+
+
+@pytest.mark.parametrize("kind", ["int", "text", "non-ascii later", "nul"])
+def test_the_seen_keys_give_pandas_first_rows(kind: str) -> None:
     import numpy as np
     import pandas as pd
 
     from skitflow.steps.transforms import DropDuplicates
 
     step = DropDuplicates()
-    values = np.random.default_rng(7).integers(-50, 50, 2000)
+    values = keys(kind)
     frame = pd.DataFrame({"k": values, "i": np.arange(len(values))})
     expected = frame.drop_duplicates(subset=["k"], keep="first")["i"].tolist()
     for size in (1, 7, 64, 999, 5000):

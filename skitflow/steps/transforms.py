@@ -12,6 +12,7 @@ pandas is imported inside `run`, so importing this module (as `skitflow validate
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -428,31 +429,68 @@ class DropDuplicates(TransformStep):
 
 
 class _SeenKeys:
-    """The keys drop_duplicates saw in earlier chunks: one integer column as sorted numpy
-    arrays (8 bytes a key), any other key as a set of tuples (nulls are one key, as in pandas)."""
+    """The keys drop_duplicates saw in earlier chunks, exactly (no hashes): one integer column,
+    or one ASCII text column, as sorted numpy arrays (8 bytes, or a byte a character, a key);
+    any other key as a set of tuples. Nulls are one key, as in pandas."""
 
     def __init__(self) -> None:
-        self.runs: list[Any] = []  # sorted int64 arrays, each at least twice the next one's size
+        self.runs: list[Any] = []  # sorted arrays, each at least twice the next one's size
+        self.kind = ""  # "int" | "bytes" for runs; "set" once keys are tuples
+        self.null_seen = False
         self.keys: set[Any] = set()
 
     def first_seen(self, keys: pd.DataFrame, new_here: Any) -> Any:
         """A bool mask: rows first in their chunk (`new_here`) whose key no earlier chunk had."""
         import numpy as np
+
+        values: Any
+        nulls: Any
+        values, nulls = self._sortable(keys) if self.kind != "set" else (None, None)
+        if values is None:
+            return self._first_in_set(keys, new_here)
+        fresh = new_here.copy()
+        fresh[nulls & new_here] = not self.null_seen
+        self.null_seen = self.null_seen or bool((nulls & new_here).any())
+        for run in self.runs:
+            at = np.searchsorted(run, values).clip(max=len(run) - 1)
+            fresh &= (run[at] != values) | nulls
+        self._add(np.sort(values[fresh & ~nulls]))  # distinct keys: any sort will do
+        return fresh
+
+    def _sortable(self, keys: pd.DataFrame) -> tuple[Any, Any]:  # (values, nulls)
+        """The key column as a numpy array that sorts and compares exactly, and its nulls;
+        (None, None) when it has none (then every key goes to the set from now on)."""
+        import numpy as np
         import pandas as pd
 
+        if keys.shape[1] != 1:
+            return None, None
         column = keys.iloc[:, 0]
-        if keys.shape[1] == 1 and pd.api.types.is_integer_dtype(column.dtype) \
-                and not column.hasnans and str(column.dtype) in ("int64", "int32", "int16", "int8"):
-            values = column.to_numpy(dtype="int64")
-            fresh = new_here.copy()
-            for run in self.runs:
-                at = np.searchsorted(run, values).clip(max=len(run) - 1)
-                fresh &= run[at] != values
-            self._add(np.sort(values[fresh]))
-            return fresh
-        if self.runs:  # the column's type changed: keep the integers as keys too
-            self.keys.update((int(v),) for run in self.runs for v in run)
-            self.runs = []
+        kind = ""
+        if str(column.dtype) in ("int64", "int32", "int16", "int8"):
+            kind, values = "int", column.to_numpy(dtype="int64")
+        elif isinstance(column.dtype, pd.StringDtype) and not column.str.endswith("\x00").any():
+            # numpy bytes drop trailing NULs: keys ending in one (or not ASCII) go to the set
+            with contextlib.suppress(UnicodeEncodeError):
+                kind, values = "bytes", np.array(column.to_numpy(dtype=object, na_value=""), dtype="S")
+        if not kind or self.kind not in ("", kind):
+            return None, None
+        self.kind = kind
+        if kind == "bytes" and self.runs and values.dtype.itemsize != self.runs[0].dtype.itemsize:
+            width = max(values.dtype.itemsize, self.runs[0].dtype.itemsize)
+            values = values.astype(f"S{width}")
+            self.runs = [run.astype(f"S{width}") for run in self.runs]
+        return values, column.isna().to_numpy()
+
+    def _first_in_set(self, keys: pd.DataFrame, new_here: Any) -> Any:
+        import numpy as np
+
+        if self.kind != "set":  # keys seen so far move into the set
+            decode = (lambda v: v.decode("ascii")) if self.kind == "bytes" else int
+            self.keys.update((decode(v),) for run in self.runs for v in run)
+            if self.null_seen:
+                self.keys.add((None,))
+            self.runs, self.kind = [], "set"
         nulls = keys.isna().to_numpy()
         rows = zip(*(np.where(nulls[:, i], None, keys.iloc[:, i].to_numpy(dtype=object))
                      for i in range(keys.shape[1])), strict=True)
