@@ -421,9 +421,7 @@ class DropDuplicates(TransformStep):
 
         def step(frame: pd.DataFrame) -> pd.DataFrame:
             _require(frame, subset or (), self.name)
-            keys = frame[subset] if subset else frame
-            fresh = seen.first_seen(keys, ~keys.duplicated(keep="first").to_numpy())
-            return _renumber(frame[fresh])
+            return _renumber(frame[seen.first_seen(frame[subset] if subset else frame)])
 
         return step
 
@@ -439,15 +437,21 @@ class _SeenKeys:
         self.null_seen = False
         self.keys: set[Any] = set()
 
-    def first_seen(self, keys: pd.DataFrame, new_here: Any) -> Any:
-        """A bool mask: rows first in their chunk (`new_here`) whose key no earlier chunk had."""
+    def first_seen(self, keys: pd.DataFrame) -> Any:
+        """A bool mask: rows first in their chunk whose key no earlier chunk had."""
         import numpy as np
 
         values: Any
         nulls: Any
         values, nulls = self._sortable(keys) if self.kind != "set" else (None, None)
         if values is None:
-            return self._first_in_set(keys, new_here)
+            return self._first_in_set(keys, ~keys.duplicated(keep="first").to_numpy())
+        # first of each key in the chunk: np.unique's indices come from a stable sort
+        present = np.flatnonzero(~nulls)
+        new_here = np.zeros(len(values), dtype=bool)
+        new_here[present[np.unique(values[present], return_index=True)[1]]] = True
+        if len(present) < len(values):
+            new_here[np.flatnonzero(nulls)[0]] = True
         fresh = new_here.copy()
         fresh[nulls & new_here] = not self.null_seen
         self.null_seen = self.null_seen or bool((nulls & new_here).any())
