@@ -21,7 +21,7 @@ from typing import Any
 
 from skitflow.steps.base import ArtifactFile, Kind, RunContext, Step
 from skitflow.util.atomic import write_text
-from skitflow.util.datasets import read_dataset, write_dataset
+from skitflow.util.datasets import NotStreamable, chunk_writer, read_dataset, write_dataset
 from skitflow.util.metadata import bounded
 from skitflow.util.redact import redact
 
@@ -195,20 +195,94 @@ class _TaskRun:
         self.checks.metadata["format"] = "json"
 
     def finish_dataset(self, frame: Any, out: Any, history: list[dict[str, Any]]) -> tuple[int, bool]:
-        file_format = self.spec.get("format", "parquet")
-        write_dataset(frame, out.path, file_format)
+        write_dataset(frame, out.path, self.spec.get("format", "parquet"))
+        return self.describe_dataset(len(frame), [str(c) for c in frame.columns], out, history)
+
+    def describe_dataset(self, rows: int, columns: list[str], out: Any,
+                         history: list[dict[str, Any]]) -> tuple[int, bool]:
+        """The written dataset's metadata, and the task's `probe` condition on it."""
         checked = {"expectations": self.expectations} if self.expectations else {}
-        out.metadata.update(bounded({"rows": len(frame), "columns": [str(c) for c in frame.columns],
-                                     "format": file_format, "steps": history, **checked}))
+        out.metadata.update(bounded({"rows": rows, "columns": columns,
+                                     "format": self.spec.get("format", "parquet"),
+                                     "steps": history, **checked}))
         self.record_identity(out)
         probe = True
         if self.spec.get("probe"):
             from skitflow.expressions import parse
 
             probe = parse(self.spec["probe"]).holds(  # unknown (a null) is not true
-                {"rows": len(frame), "columns": [str(c) for c in frame.columns]})
+                {"rows": rows, "columns": columns})
             self.log(f"condition `{self.spec['probe']}` is {probe}")
-        return len(frame), probe
+        return rows, probe
+
+    def stream(self, source: _Call, out: Any) -> tuple[int, bool] | None:
+        """Source and transforms chunk by chunk, each chunk written when done, so memory is
+        bounded by the chunk size, not the data; None (nothing published) when a step needs all
+        rows at once, or when the chunks could not give exactly the whole frame's result: the
+        caller then runs the task on all rows, as without streaming (and reports its errors)."""
+        rows = stream_rows()
+        if rows is None:
+            return None
+        calls = [c for c in self.calls[1:]
+                 if c.step.kind == "transform" and c.stage is None and not c.on]
+        if any(c.step.reports_checks for c in calls):
+            return None
+        streamers = [c.step.streamer(c.settings) for c in calls]  # type: ignore[attr-defined]
+        if any(s is None for s in streamers):
+            return None
+        batches = source.step.batches(source.settings, self.ctx, rows)  # type: ignore[attr-defined]
+        if batches is None:
+            return None
+        counts = [[0, 0, 0.0] for _ in range(len(calls) + 1)]  # rows in, rows out, seconds
+        columns: list[str] = []
+        try:
+            with chunk_writer(out.path, self.spec.get("format", "parquet")) as write:
+                chunks = iter(batches)
+                while True:
+                    started = time.perf_counter()
+                    frame = next(chunks, None)
+                    counts[0][2] += time.perf_counter() - started
+                    if frame is None:
+                        break
+                    counts[0][1] += len(frame)
+                    for count, call, step in zip(counts[1:], calls, streamers, strict=True):
+                        started, count[0] = time.perf_counter(), count[0] + len(frame)
+                        frame = step(frame)  # type: ignore[misc]
+                        if any(c not in frame.columns for c in call.step.produces(call.settings)):
+                            raise NotStreamable(f"`{call.step.name}` did not make its columns")
+                        count[1] += len(frame)
+                        count[2] += time.perf_counter() - started
+                    columns = [str(c) for c in frame.columns]
+                    write(frame)
+                if counts[0][1] == 0:  # the empty source's rules (on_empty) are the other path's
+                    raise NotStreamable("the source returned no rows")
+        except Exception as exc:  # noqa: BLE001 - the whole-frame run reports real errors
+            self.log(f"streaming stopped ({_describe(exc)}); running on all rows at once")
+            return None
+        names = [source.step.name, *(c.step.name for c in calls)]
+        history = [{"step": name, "rows_in": 0 if i == 0 else int(n_in), "rows_out": int(n_out),
+                    "seconds": round(seconds, 3)}
+                   for i, (name, (n_in, n_out, seconds)) in enumerate(zip(names, counts, strict=True))]
+        for entry in history[1:]:
+            self.log(f"{entry['step']}: {entry['rows_in']} -> {entry['rows_out']} rows "
+                     f"({entry['seconds']:.2f}s)")
+        self.log(f"streamed {counts[0][1]} rows in chunks of {rows}")
+        return self.describe_dataset(int(counts[-1][1]), columns, out, history)
+
+
+#: Rows per chunk when the data-prep task streams (see `_TaskRun.stream`); 0 turns streaming off.
+STREAM_ROWS_ENV = "SKITFLOW_STREAM_ROWS"
+STREAM_ROWS = 262_144
+
+
+def stream_rows() -> int | None:
+    """The chunk size of a streamed data-prep task, or None when streaming is turned off."""
+    value = os.environ.get(STREAM_ROWS_ENV, "").strip()
+    try:
+        rows = int(value) if value else STREAM_ROWS
+    except ValueError:
+        rows = STREAM_ROWS
+    return rows if rows > 0 else None
 
 
 def _load_step(call: Mapping[str, Any]) -> type[Step]:
@@ -312,6 +386,9 @@ def prepare(out: Any, spec: str, params: Mapping[str, Any], checks: Any = None,
     run = _begin(spec, params, out, identity)
     run.checks = checks
     source = run.calls[0]
+    streamed = run.stream(source, out)
+    if streamed is not None:
+        return Outputs(*streamed)
     started = time.perf_counter()
     try:
         frame = source.step.run(source.settings, run.ctx)  # type: ignore[attr-defined]

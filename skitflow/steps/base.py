@@ -13,11 +13,13 @@ Built-in steps and third-party plugins register the same way: an entry point in 
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict
+
+from skitflow.util.datasets import NotStreamable as NotStreamable  # steps raise it in `batches`
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -83,6 +85,11 @@ class Step:
     #: sink that tags rows with the run id. The task then gets kfp's run placeholders (and, as
     #: any task whose inputs include the run id, is never reused from a cache).
     run_identity: ClassVar[tuple[str, ...]] = ()
+    #: True for transforms whose result on a frame is the concatenation of their results on its
+    #: pieces, in order (dropna, filter_rows, lowercase, ...): the data-prep task may then run
+    #: them on the source's rows chunk by chunk, in bounded memory (see `streamer`). A plugin
+    #: step without it always gets the whole frame.
+    streamable: ClassVar[bool] = False
 
     # -- column contract (pure) -------------------------------------------------------------
     def needs(self, settings: Any) -> Sequence[str]:
@@ -138,6 +145,11 @@ class SourceStep(Step):
     def run(self, settings: Any, ctx: RunContext) -> pd.DataFrame:
         raise NotImplementedError
 
+    def batches(self, settings: Any, ctx: RunContext, rows: int) -> Iterator[pd.DataFrame] | None:
+        """The rows `run` returns, as frames of about `rows` rows each whose concatenation is
+        exactly `run`'s frame (same values and dtypes), or None when the source cannot say so."""
+        return None
+
     def columns_after(self, settings: Any, columns: Columns) -> Columns:
         declared = getattr(settings, "columns", None)
         return list(declared) if declared else None
@@ -150,6 +162,13 @@ class TransformStep(Step):
 
     def run(self, frame: pd.DataFrame, settings: Any) -> pd.DataFrame:
         raise NotImplementedError
+
+    def streamer(self, settings: Any) -> Callable[[pd.DataFrame], pd.DataFrame] | None:
+        """A function applied to each chunk of rows in order, or None when this step needs all
+        rows at once. Stateful steps (drop_duplicates) override it to carry what they saw."""
+        if not self.streamable or self.is_fitted(settings):
+            return None
+        return lambda frame: self.run(frame, settings)
 
 
 class FittedTransform(TransformStep):

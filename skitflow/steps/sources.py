@@ -9,14 +9,14 @@ fails clearly, naming the missing one, when the file lacks one.
 from __future__ import annotations
 
 import urllib.error
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
 from skitflow.errors import RemoteError, StepFailed, did_you_mean
-from skitflow.steps.base import RunContext, SourceStep, StepSettings
+from skitflow.steps.base import NotStreamable, RunContext, SourceStep, StepSettings
 from skitflow.steps.columns import CastType, ColumnList, convert_column
 
 if TYPE_CHECKING:
@@ -138,28 +138,80 @@ class CsvSource(SourceStep):
                 if remaining <= 0:
                     break
         frame = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
-        hints = dict(settings.dtype or {})
-        if wanted is not None:
-            missing = [c for c in wanted if c not in frame.columns]
-            if missing:
-                hint = did_you_mean(missing[0], seen) or f"the file has: {', '.join(seen)}"
-                listed = ", ".join(f"`{c}`" for c in missing)
-                raise StepFailed(f"csv: {settings.path} has no column {listed}", hint=hint)
-            frame = frame[wanted]
-        unread = [c for c in hints if c not in frame.columns]
-        if unread:
-            raise StepFailed(
-                f"csv: dtype given for `{unread[0]}`, which {settings.path} does not have",
-                hint=did_you_mean(unread[0], seen),
-            )
-        converted = {c: convert_column(frame[c], to, c, "csv") for c, to in hints.items()}
-        if converted:
-            frame = frame.assign(**converted)
+        frame = _shape(frame, settings, wanted, seen)
         ctx.log(f"csv: read {len(frame)} rows, {len(frame.columns)} columns from {settings.path}")
         return frame
 
+    def batches(self, settings: Settings, ctx: RunContext, rows: int) -> Iterator[pd.DataFrame] | None:
+        """The rows in chunks, read by the same parser with the same options as `run`.
+
+        pandas guesses each chunk's types on its own, so every chunk must come out with the
+        first one's dtypes, and none may be `object` (a mixed column, whose values depend on
+        where the parser's own chunks fall): otherwise NotStreamable stops the chunks and the
+        task reads the whole file instead. Categories and datetimes (their values depend on all
+        rows) are never streamed.
+        """
+        if any(to in ("category", "datetime") for to in (settings.dtype or {}).values()):
+            return None
+        return self._batches(settings, ctx, rows)
+
+    def _batches(self, settings: Settings, ctx: RunContext, rows: int) -> Iterator[pd.DataFrame]:
+        from pandas.api.types import is_object_dtype
+
+        wanted = list(settings.columns) if settings.columns else None
+        seen: list[str] = []
+        remaining, total = settings.limit, 0
+        columns: list[str] | None = None
+        dtypes: Any = None
+        for location in _locations(settings.path, ctx):
+            with _read_one(location, settings, wanted, seen, remaining, chunksize=rows) as reader:
+                for part in reader:
+                    if columns is None:
+                        columns = list(part.columns)
+                    elif list(part.columns) != columns:
+                        raise NotStreamable(f"{location} has other columns")
+                    frame = _shape(part, settings, wanted, seen)
+                    if dtypes is None:
+                        dtypes = frame.dtypes
+                        mixed = [str(c) for c, t in dtypes.items() if is_object_dtype(t)]
+                        if mixed:
+                            raise NotStreamable(f"column(s) {', '.join(mixed)} hold mixed types")
+                    elif not frame.dtypes.equals(dtypes):
+                        raise NotStreamable("the columns' types change from chunk to chunk")
+                    total += len(frame)
+                    yield frame
+            if settings.limit is not None:
+                remaining = settings.limit - total
+                if remaining <= 0:
+                    break
+        ctx.log(f"csv: read {total} rows, {len(dtypes) if dtypes is not None else 0} columns "
+                f"from {settings.path}")
+
 
 SOURCES: list[type[SourceStep]] = [CsvSource]
+
+
+def _shape(frame: pd.DataFrame, settings: CsvSource.Settings, wanted: list[str] | None,
+           seen: list[str]) -> pd.DataFrame:
+    """The columns of the contract, in its order, with the `dtype` hints applied."""
+    hints = dict(settings.dtype or {})
+    if wanted is not None:
+        missing = [c for c in wanted if c not in frame.columns]
+        if missing:
+            hint = did_you_mean(missing[0], seen) or f"the file has: {', '.join(seen)}"
+            listed = ", ".join(f"`{c}`" for c in missing)
+            raise StepFailed(f"csv: {settings.path} has no column {listed}", hint=hint)
+        frame = frame[wanted]
+    unread = [c for c in hints if c not in frame.columns]
+    if unread:
+        raise StepFailed(
+            f"csv: dtype given for `{unread[0]}`, which {settings.path} does not have",
+            hint=did_you_mean(unread[0], seen),
+        )
+    converted = {c: convert_column(frame[c], to, c, "csv") for c, to in hints.items()}
+    if converted:
+        frame = frame.assign(**converted)
+    return frame
 
 
 def _locations(path: str, ctx: RunContext) -> list[str]:
@@ -181,8 +233,9 @@ def _locations(path: str, ctx: RunContext) -> list[str]:
 
 
 def _read_one(location: str, settings: CsvSource.Settings, wanted: list[str] | None,
-              seen: list[str], limit: int | None) -> pd.DataFrame:
-    """One CSV file, with the errors a user can act on."""
+              seen: list[str], limit: int | None, chunksize: int | None = None) -> Any:
+    """One CSV file (a reader of chunks of it, with `chunksize`), with the errors a user can act
+    on."""
     import pandas as pd
 
     def use(column: str) -> bool:  # records the header, for the did-you-mean of a miss
@@ -200,6 +253,7 @@ def _read_one(location: str, settings: CsvSource.Settings, wanted: list[str] | N
             nrows=limit,
             # read hinted columns as text and convert them below, with clear errors
             dtype=dict.fromkeys(hints, "str") or None,
+            chunksize=chunksize,
         )
     except FileNotFoundError:
         raise StepFailed(

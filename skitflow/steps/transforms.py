@@ -12,6 +12,7 @@ pandas is imported inside `run`, so importing this module (as `skitflow validate
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -96,6 +97,7 @@ class SelectColumns(TransformStep):
     """
 
     name = "select_columns"
+    streamable = True
     example: ClassVar[Mapping[str, Any]] = {"columns": ["utterance", "intent"]}
 
     class Settings(StepSettings):
@@ -121,6 +123,7 @@ class DropColumns(TransformStep):
     """
 
     name = "drop_columns"
+    streamable = True
     example: ClassVar[Mapping[str, Any]] = {"columns": ["call_id"]}
 
     class Settings(StepSettings):
@@ -149,6 +152,7 @@ class RenameColumns(TransformStep):
     """
 
     name = "rename_columns"
+    streamable = True
     example: ClassVar[Mapping[str, Any]] = {"mapping": {"utterance": "text", "intent": "label"}}
 
     class Settings(StepSettings):
@@ -198,6 +202,7 @@ class Dropna(TransformStep):
     """
 
     name = "dropna"
+    streamable = True
     changes_rows = True
     example: ClassVar[Mapping[str, Any]] = {"columns": ["utterance", "intent"]}
 
@@ -232,6 +237,7 @@ class Fillna(FittedTransform):
     """
 
     name = "fillna"
+    streamable = True
     example: ClassVar[Mapping[str, Any]] = {"values": {"intent": "unknown", "duration": 0}}
 
     class Settings(StepSettings):
@@ -404,6 +410,113 @@ class DropDuplicates(TransformStep):
         _require(frame, subset or (), self.name)
         return _renumber(frame.drop_duplicates(subset=subset, keep=settings.keep))
 
+    def streamer(self, settings: Settings) -> Callable[[pd.DataFrame], pd.DataFrame] | None:
+        """With `keep: first`, chunk by chunk: a row stays when its key is new in its chunk and
+        was in no earlier chunk. The keys seen are kept exactly (no hashes), so the rows kept
+        are pandas' own."""
+        if settings.keep != "first":
+            return None
+        subset = list(settings.subset) if settings.subset else None
+        seen = _SeenKeys()
+
+        def step(frame: pd.DataFrame) -> pd.DataFrame:
+            _require(frame, subset or (), self.name)
+            return _renumber(frame[seen.first_seen(frame[subset] if subset else frame)])
+
+        return step
+
+
+class _SeenKeys:
+    """The keys drop_duplicates saw in earlier chunks, exactly (no hashes): one integer column,
+    or one ASCII text column, as sorted numpy arrays (8 bytes, or a byte a character, a key);
+    any other key as a set of tuples. Nulls are one key, as in pandas."""
+
+    def __init__(self) -> None:
+        self.runs: list[Any] = []  # sorted arrays, each at least twice the next one's size
+        self.kind = ""  # "int" | "bytes" for runs; "set" once keys are tuples
+        self.null_seen = False
+        self.keys: set[Any] = set()
+
+    def first_seen(self, keys: pd.DataFrame) -> Any:
+        """A bool mask: rows first in their chunk whose key no earlier chunk had."""
+        import numpy as np
+
+        values: Any
+        nulls: Any
+        values, nulls = self._sortable(keys) if self.kind != "set" else (None, None)
+        if values is None:
+            return self._first_in_set(keys, ~keys.duplicated(keep="first").to_numpy())
+        # first of each key in the chunk: np.unique's indices come from a stable sort
+        present = np.flatnonzero(~nulls)
+        new_here = np.zeros(len(values), dtype=bool)
+        new_here[present[np.unique(values[present], return_index=True)[1]]] = True
+        if len(present) < len(values):
+            new_here[np.flatnonzero(nulls)[0]] = True
+        fresh = new_here.copy()
+        fresh[nulls & new_here] = not self.null_seen
+        self.null_seen = self.null_seen or bool((nulls & new_here).any())
+        for run in self.runs:
+            at = np.searchsorted(run, values).clip(max=len(run) - 1)
+            fresh &= (run[at] != values) | nulls
+        self._add(np.sort(values[fresh & ~nulls]))  # distinct keys: any sort will do
+        return fresh
+
+    def _sortable(self, keys: pd.DataFrame) -> tuple[Any, Any]:  # (values, nulls)
+        """The key column as a numpy array that sorts and compares exactly, and its nulls;
+        (None, None) when it has none (then every key goes to the set from now on)."""
+        import numpy as np
+        import pandas as pd
+
+        if keys.shape[1] != 1:
+            return None, None
+        column = keys.iloc[:, 0]
+        kind = ""
+        if str(column.dtype) in ("int64", "int32", "int16", "int8"):
+            kind, values = "int", column.to_numpy(dtype="int64")
+        elif isinstance(column.dtype, pd.StringDtype) and not column.str.endswith("\x00").any():
+            # numpy bytes drop trailing NULs: keys ending in one (or not ASCII) go to the set
+            with contextlib.suppress(UnicodeEncodeError):
+                kind, values = "bytes", np.array(column.to_numpy(dtype=object, na_value=""), dtype="S")
+        if not kind or self.kind not in ("", kind):
+            return None, None
+        self.kind = kind
+        if kind == "bytes" and self.runs and values.dtype.itemsize != self.runs[0].dtype.itemsize:
+            width = max(values.dtype.itemsize, self.runs[0].dtype.itemsize)
+            values = values.astype(f"S{width}")
+            self.runs = [run.astype(f"S{width}") for run in self.runs]
+        return values, column.isna().to_numpy()
+
+    def _first_in_set(self, keys: pd.DataFrame, new_here: Any) -> Any:
+        import numpy as np
+
+        if self.kind != "set":  # keys seen so far move into the set
+            decode = (lambda v: v.decode("ascii")) if self.kind == "bytes" else int
+            self.keys.update((decode(v),) for run in self.runs for v in run)
+            if self.null_seen:
+                self.keys.add((None,))
+            self.runs, self.kind = [], "set"
+        nulls = keys.isna().to_numpy()
+        rows = zip(*(np.where(nulls[:, i], None, keys.iloc[:, i].to_numpy(dtype=object))
+                     for i in range(keys.shape[1])), strict=True)
+        fresh = new_here.copy()
+        for i, (row, first) in enumerate(zip(rows, new_here, strict=True)):
+            if first:
+                if row in self.keys:
+                    fresh[i] = False
+                else:
+                    self.keys.add(row)
+        return fresh
+
+    def _add(self, values: Any) -> None:
+        import numpy as np
+
+        if len(values):
+            self.runs.append(values)
+        while len(self.runs) > 1 and len(self.runs[-2]) <= 2 * len(self.runs[-1]):
+            last = self.runs.pop()
+            # a stable sort of two sorted runs is a linear merge (timsort)
+            self.runs[-1] = np.sort(np.concatenate([self.runs[-1], last]), kind="stable")
+
 
 class FilterRows(TransformStep):
     """Keep the rows where an expression is true.
@@ -417,6 +530,7 @@ class FilterRows(TransformStep):
     """
 
     name = "filter_rows"
+    streamable = True
     changes_rows = True
     example: ClassVar[Mapping[str, Any]] = {"expr": "duration > 3 and intent != 'spam'"}
 
@@ -465,6 +579,7 @@ class Cast(TransformStep):
     """
 
     name = "cast"
+    streamable = True
     example: ClassVar[Mapping[str, Any]] = {"mapping": {"duration": "float", "intent": "category"}}
 
     class Settings(StepSettings):
@@ -478,6 +593,12 @@ class Cast(TransformStep):
 
     def needs(self, settings: Settings) -> Sequence[str]:
         return list(settings.mapping)
+
+    def streamer(self, settings: Settings) -> Callable[[pd.DataFrame], pd.DataFrame] | None:
+        """Categories and datetime formats depend on all the rows: those casts take them all."""
+        if any(to in ("category", "datetime") for to in settings.mapping.values()):
+            return None
+        return super().streamer(settings)
 
     def run(self, frame: pd.DataFrame, settings: Settings) -> pd.DataFrame:
         _require(frame, list(settings.mapping), self.name)
@@ -498,6 +619,7 @@ class Lowercase(TransformStep):
     """
 
     name = "lowercase"
+    streamable = True
     example: ClassVar[Mapping[str, Any]] = {"columns": ["utterance"]}
 
     class Settings(StepSettings):
@@ -519,6 +641,7 @@ class Strip(TransformStep):
     """
 
     name = "strip"
+    streamable = True
     example: ClassVar[Mapping[str, Any]] = {"columns": ["utterance"]}
 
     class Settings(StepSettings):
@@ -546,6 +669,7 @@ class RegexReplace(TransformStep):
     """
 
     name = "regex_replace"
+    streamable = True
     example: ClassVar[Mapping[str, Any]] = {
         "columns": ["utterance"],
         "pattern": r"\s+",

@@ -7,7 +7,9 @@ dies half-way never leaves a file a later task would mistake for a result.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import contextlib
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 from skitflow.util.atomic import atomic_path
 
@@ -37,3 +39,47 @@ def write_dataset(frame: pd.DataFrame, path: str, file_format: str = "parquet") 
             frame.to_csv(temporary, index=False)
         else:
             frame.to_parquet(temporary, engine="pyarrow", index=False, compression="snappy")
+
+
+class NotStreamable(Exception):
+    """Rows streamed in chunks would not give the whole frame's result (a column's type changed
+    from one chunk to the next): the task runs on all rows at once instead."""
+
+
+@contextlib.contextmanager
+def chunk_writer(path: str, file_format: str = "parquet") -> Iterator[Callable[[pd.DataFrame], None]]:
+    """Write a dataset one frame after another, atomically, as `write_dataset` writes their
+    concatenation. A frame whose columns or types differ from the first's raises NotStreamable
+    (the file is then not published); so does writing no frame at all."""
+    with atomic_path(path) as temporary:
+        state: dict[str, Any] = {}
+        if file_format == "csv":
+            def write(frame: pd.DataFrame) -> None:
+                if "dtypes" not in state:
+                    state["dtypes"] = frame.dtypes
+                    frame.to_csv(temporary, index=False)
+                elif not frame.dtypes.equals(state["dtypes"]):
+                    raise NotStreamable("the columns' types changed between chunks")
+                else:
+                    frame.to_csv(temporary, index=False, header=False, mode="a")
+        else:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            def write(frame: pd.DataFrame) -> None:
+                table = pa.Table.from_pandas(frame, preserve_index=False)
+                writer = state.get("writer")
+                if writer is None:
+                    state["writer"] = pq.ParquetWriter(temporary, table.schema, compression="snappy")
+                    state["dtypes"] = frame.dtypes
+                elif not (table.schema.equals(writer.schema, check_metadata=True)
+                          and frame.dtypes.equals(state["dtypes"])):
+                    raise NotStreamable("the columns' types changed between chunks")
+                state["writer"].write_table(table)
+        try:
+            yield write
+        finally:
+            if state.get("writer") is not None:
+                state["writer"].close()
+        if "dtypes" not in state:
+            raise NotStreamable("no rows were written")
