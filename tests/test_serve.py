@@ -450,7 +450,9 @@ def test_unreadable_metrics_are_null_with_a_note_and_status_200(service, kfp, s3
     assert _finished_view(service, started["run_id"])["metrics"] == document["metrics"]
 
 
-def test_no_output_artifact_or_an_unknown_store_is_a_note(service, kfp) -> None:
+def test_no_output_artifact_or_an_unknown_store_is_a_note(service, kfp,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SKITFLOW_SERVE_PIPELINE_ROOT", "gs://bucket/root")  # no S3 is tried
     started = _post_run(service, {"params": {"since": "2024-01-01"}}).json()
     view = _finished_view(service, started["run_id"])
     assert view["metrics"] is None and "no `metrics` output artifact" in view["metrics_note"]
@@ -459,6 +461,28 @@ def test_no_output_artifact_or_an_unknown_store_is_a_note(service, kfp) -> None:
     started = _post_run(service, {"params": {"since": "2024-01-01"}}).json()
     view = _finished_view(service, started["run_id"])
     assert view["metrics"] is None and "gs://" in view["metrics_note"]
+
+
+@pytest.mark.parametrize("salt", ["", "a1b2c3/"])
+def test_without_listed_outputs_the_metrics_are_read_under_the_runs_root(
+        service, kfp, s3_server, s3_env, monkeypatch: pytest.MonkeyPatch, salt: str) -> None:
+    """Kubeflow 2.5 with Argo lists no task outputs: the object is where the driver puts it,
+    <pipeline root>/<pipeline name>/<run id>/<task>/[<salt>/]metrics."""
+    bucket = s3_server.create_bucket()
+    monkeypatch.setenv("SKITFLOW_SERVE_PIPELINE_ROOT", f"minio://{bucket}/v2/artifacts")
+    task = _evaluate_task(service.settings.recipes)
+    started = _post_run(service, {"params": {"since": "2024-01-01"}}).json()
+    from skitflow.api import compile_recipe
+
+    name = compile_recipe(service.settings.recipes / "scores.yaml").plan.name
+    document = _metrics_document()
+    key = f"v2/artifacts/{name}/{started['run_id']}/{task}/{salt}metrics"
+    s3_server.client().put_object(Bucket=bucket, Key=key, Body=json.dumps(document).encode())
+    view = _finished_view(service, started["run_id"])
+    assert view["metrics"] == document["metrics"] and view["metrics_note"] is None
+    other = _post_run(service, {"params": {"since": "2024-01-02"}}).json()  # nothing stored
+    view = _finished_view(service, other["run_id"])
+    assert view["metrics"] is None and other["run_id"] in view["metrics_note"]
 
 
 def test_the_artifact_endpoint_follows_the_artifact_service() -> None:

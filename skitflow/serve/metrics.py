@@ -7,6 +7,14 @@ the artifact's `uri`. A backend that also answers the artifact's `metadata` (whe
 artifact keeps its logged values) is read from there; otherwise the object at `uri` is read: our
 evaluator writes `{"metrics": {name: value}, ...}` there (skitflow.run.runtime.evaluate).
 
+Where the run API lists no outputs (Kubeflow Pipelines 2.5 with Argo leaves `outputs` empty for
+v2 runs), the object is looked for where the backend's driver puts it: the run's own root is
+`<pipeline root>/<pipeline name>/<run id>` (backend/src/v2/metadata `GetPipeline`), and an output
+lies at `<run root>/<task>/<output>` (driver `generateOutputURI`); newer backends may add a
+segment between task and output, so the task's folder is listed for an object named `metrics`.
+The pipeline root is the run's `runtime_config.pipeline_root`, else `SKITFLOW_SERVE_PIPELINE_ROOT`,
+else Kubeflow's default, `minio://mlpipeline/v2/artifacts`.
+
 Reading metrics never fails the request: every problem becomes `metrics: null` and a note that
 says why, with secrets scrubbed.
 """
@@ -29,6 +37,9 @@ OUTPUT = "metrics"
 MAX_BYTES = 1024 * 1024
 #: schemes of the object stores the service reads with the S3 connector (KFP's MinIO is S3)
 S3_SCHEMES = ("s3://", "minio://")
+#: the pipeline root of a Kubeflow install that sets none (its `defaultPipelineRoot`)
+DEFAULT_PIPELINE_ROOT = "minio://mlpipeline/v2/artifacts"
+PIPELINE_ROOT_ENV = "SKITFLOW_SERVE_PIPELINE_ROOT"
 
 
 @dataclass(frozen=True)
@@ -60,7 +71,7 @@ def read_metrics(run: Any, plan: Plan | None, get_artifact: Callable[[str], dict
     found: dict[str, dict[str, Any]] = {}
     for task in tasks:
         try:
-            found[task] = _task_metrics(run, task, get_artifact, environ)
+            found[task] = _task_metrics(run, task, plan, get_artifact, environ)
         except _NoMetrics as exc:
             return MetricsResult(None, redact(str(exc), secrets, environ))
         except Exception as exc:  # noqa: BLE001 - whatever failed, the request still answers
@@ -76,7 +87,8 @@ class _NoMetrics(Exception):
     """Why a task's metrics are not there, as the note says it."""
 
 
-def _task_metrics(run: Any, task: str, get_artifact: Callable[[str], dict[str, Any]],
+def _task_metrics(run: Any, task: str, plan: Plan | None,
+                  get_artifact: Callable[[str], dict[str, Any]],
                   environ: Mapping[str, str]) -> dict[str, Any]:
     details = (run.run_details.task_details if run.run_details else None) or []
     ids: list[str] = []
@@ -89,8 +101,7 @@ def _task_metrics(run: Any, task: str, get_artifact: Callable[[str], dict[str, A
             ids = [str(i) for i in listed.artifact_ids]
             break
     if not ids:
-        raise _NoMetrics(f"Kubeflow lists no `{OUTPUT}` output artifact for `{task}` (its run "
-                         "API fills task outputs only where the backend records them)")
+        return _from_run_root(run, task, plan, environ)
     artifact = get_artifact(ids[-1])  # a retried task's last attempt
     values = _from_metadata(artifact.get("metadata"))
     if values:
@@ -99,6 +110,40 @@ def _task_metrics(run: Any, task: str, get_artifact: Callable[[str], dict[str, A
     if not uri:
         raise _NoMetrics(f"the `{OUTPUT}` artifact of `{task}` has neither metadata nor a uri")
     return _from_object(uri, environ)
+
+
+def _from_run_root(run: Any, task: str, plan: Plan | None,
+                   environ: Mapping[str, str]) -> dict[str, Any]:
+    """The task's metrics object found under the run's root in the object store, for backends
+    whose run API lists no task outputs."""
+    config = getattr(run, "runtime_config", None)
+    root = (getattr(config, "pipeline_root", None) or environ.get(PIPELINE_ROOT_ENV)
+            or DEFAULT_PIPELINE_ROOT).rstrip("/")
+    if plan is None or not any(root.startswith(s) for s in S3_SCHEMES):
+        raise _NoMetrics(f"Kubeflow lists no `{OUTPUT}` output artifact for `{task}`, and the "
+                         f"pipeline root `{root.split('://')[0]}://...` is not a store the service "
+                         "reads (s3://, minio://)")
+    folder = f"{root}/{plan.name}/{run.run_id}/{task}/"
+    try:
+        return _from_object(folder + OUTPUT, environ)
+    except _NoMetrics:
+        raise
+    except Exception:  # noqa: BLE001 - not at the plain path: look below the task's folder
+        pass
+    from skitflow.connectors.s3 import S3, parse_uri
+
+    scheme = next(s for s in S3_SCHEMES if folder.startswith(s))
+    try:
+        listed = S3(environ, max_attempts=2).list_objects(parse_uri("s3://" + folder[len(scheme):]))
+    except Exception as exc:  # noqa: BLE001 - said in the note
+        raise _NoMetrics(f"Kubeflow lists no `{OUTPUT}` output artifact for `{task}`, and the "
+                         f"run's root could not be read ({folder}: {exc})") from None
+    named = [o for o in listed if o.uri.key.rsplit("/", 1)[-1] == OUTPUT]
+    if not named:
+        raise _NoMetrics(f"Kubeflow lists no `{OUTPUT}` output artifact for `{task}`, and none is "
+                         f"under the run's root ({folder}; set {PIPELINE_ROOT_ENV} if the "
+                         "install uses another pipeline root)")
+    return _from_object(f"s3://{named[-1].uri.bucket}/{named[-1].uri.key}", environ)
 
 
 def _from_metadata(metadata: Any) -> dict[str, Any]:
