@@ -1,0 +1,139 @@
+"""The warm worker runs a task's own kfp command as a fresh interpreter would, and only that.
+
+Each behaviour is checked in both modes (forked from the worker, and a fresh interpreter under
+`task_guard`): the output, exit status and error lines must be the same; only where the task ran
+differs (the worker has pyarrow imported before the component's module is loaded).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from skitflow.run import task_processes, warm_worker
+
+REPO = Path(__file__).resolve().parent.parent
+
+PROGRAM = '''
+import os, sys, time
+print("preloaded", "pyarrow" in sys.modules, flush=True)
+def ok():
+    print("env", os.environ.get("TASK_VAR"), "argv0", os.path.basename(sys.argv[0]),
+          "path0", sys.path[1] == os.getcwd(), "kfp_runtime", os.environ.get("_KFP_RUNTIME"))
+def fails():
+    raise ValueError("the task broke")
+def exits():
+    sys.exit(7)
+def sleeps():
+    print("sleeping", flush=True)
+    time.sleep(60)
+'''
+
+
+def kfp_command(function: str, tmp_path: Path, program: str = PROGRAM) -> list[str]:
+    """The command kfp.local runs for a lightweight component (its `python3` replaced by this
+    interpreter, as `SubprocessRunner(use_venv=False)` does)."""
+    executor_input = {"inputs": {}, "outputs": {"outputFile": str(tmp_path / "output.json")}}
+    return ["sh", "-ec", warm_worker.KFP_SCRIPT.replace("python3", sys.executable), program,
+            "--executor_input", json.dumps(executor_input), "--function_to_execute", function]
+
+
+@pytest.fixture(params=["warm", "cold"])
+def mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    monkeypatch.setenv("PYTHONPATH", str(REPO))
+    if request.param == "warm":
+        monkeypatch.setenv(warm_worker.ENV_SWITCH, "1")
+        task_processes.start_warm_worker()
+        assert task_processes._worker is not None
+    try:
+        yield request.param
+    finally:
+        task_processes.stop_warm_worker()
+
+
+def run(command: list[str], capsys: pytest.CaptureFixture[str],
+        env: dict[str, str] | None = None) -> tuple[int, str]:
+    code = task_processes.run_task_process(command, env)
+    return code, capsys.readouterr().out
+
+
+def test_the_wrapper_is_the_one_compiled_packages_use(tmp_path: Path) -> None:
+    from skitflow.api import compile_recipe
+
+    package = yaml.safe_load(compile_recipe(REPO / "examples" / "tickets.yaml").text)
+    commands = {tuple(executor["container"]["command"][:3])
+                for executor in package["deploymentSpec"]["executors"].values()}
+    assert commands == {("sh", "-ec", warm_worker.KFP_SCRIPT)}
+
+
+def test_a_task_runs_with_its_own_environment_and_argv(mode: str, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    code, out = run(kfp_command("ok", tmp_path), capsys, {"TASK_VAR": "mine"})
+    assert code == 0, out
+    assert f"preloaded {mode == 'warm'}" in out
+    assert "env mine argv0 executor_main.py path0 True kfp_runtime true" in out
+    assert "Wrote executor output file" in out
+
+
+def test_a_failing_task_reports_the_same_status_and_error(mode: str, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    code, out = run(kfp_command("fails", tmp_path), capsys)
+    assert code == 1
+    assert out.rstrip().splitlines()[-1] == "ValueError: the task broke"
+    assert "Traceback (most recent call last):" in out
+    code, out = run(kfp_command("exits", tmp_path), capsys)
+    assert code == 7
+
+
+def test_an_interrupted_task_stops_with_the_same_status(mode: str, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    result: list[int] = []
+    worker = threading.Thread(target=lambda: result.append(
+        task_processes.run_task_process(kfp_command("sleeps", tmp_path))))
+    worker.start()
+    deadline = time.monotonic() + 60
+    while "sleeping" not in capsys.readouterr().out and time.monotonic() < deadline:
+        time.sleep(0.05)  # readouterr drains; the line arrives once the task sleeps
+    started = time.monotonic()
+    task_processes.interrupt_tasks()
+    worker.join(30)
+    assert result == [128 + signal.SIGINT]
+    assert time.monotonic() - started < task_processes.STOP_GRACE_SECONDS
+
+
+def test_commands_the_worker_cannot_run_exactly_run_cold(mode: str, tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    command = kfp_command("ok", tmp_path)
+    changed = [*command[:2], command[2].replace('"$@"', '"$@"\necho after'), *command[3:]]
+    code, out = run(changed, capsys)
+    assert code == 0 and "preloaded False" in out and out.rstrip().endswith("after")
+    code, out = run(command, capsys, {"OMP_NUM_THREADS": "1"})  # read when libraries load
+    assert code == 0 and "preloaded False" in out
+
+
+def test_warm_request_recognises_only_the_exact_wrapper() -> None:
+    command = ["sh", "-ec", warm_worker.KFP_SCRIPT.replace("python3", sys.executable), "src",
+               "--function_to_execute", "f"]
+    env = dict(os.environ)
+    assert warm_worker.warm_request(command, env, env) == {
+        "program": "src", "args": ["--function_to_execute", "f"], "env": env}
+    assert warm_worker.warm_request(["bash", *command[1:]], env, env) is None
+    assert warm_worker.warm_request([*command[:2], warm_worker.KFP_SCRIPT, *command[3:]],
+                                    env, env) is None  # python3 from PATH, not this interpreter
+    assert warm_worker.warm_request(command, {**env, "PYTHONHASHSEED": "1"}, env) is None
+    assert warm_worker.warm_request(command, {**env, "SOME_TASK_SETTING": "1"}, env) is not None
+
+
+def test_the_switch_turns_the_worker_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(warm_worker.ENV_SWITCH, "0")
+    task_processes.start_warm_worker()
+    assert task_processes._worker is None
