@@ -137,3 +137,48 @@ def test_the_switch_turns_the_worker_off(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setenv(warm_worker.ENV_SWITCH, "0")
     task_processes.start_warm_worker()
     assert task_processes._worker is None
+
+
+def test_tasks_started_from_several_threads_run_at_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """Each request has its own connection and fork: three sleeping tasks run together, and
+    interrupting them stops all three."""
+    monkeypatch.setenv("PYTHONPATH", str(REPO))
+    monkeypatch.setenv(warm_worker.ENV_SWITCH, "1")
+    task_processes.start_warm_worker()
+    try:
+        results: list[int] = []
+        threads = [threading.Thread(target=lambda: results.append(
+            task_processes.run_task_process(kfp_command("sleeps", tmp_path)))) for _ in range(3)]
+        for thread in threads:
+            thread.start()
+        seen = ""
+        deadline = time.monotonic() + 60
+        while seen.count("sleeping") < 3 and time.monotonic() < deadline:
+            seen += capsys.readouterr().out
+            time.sleep(0.05)
+        assert seen.count("preloaded True") == 3
+        task_processes.interrupt_tasks()
+        for thread in threads:
+            thread.join(30)
+        assert results == [128 + signal.SIGINT] * 3
+    finally:
+        task_processes.stop_warm_worker()
+
+
+def test_a_task_that_ignores_sigint_is_killed_after_the_grace_period(
+        mode: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(task_processes, "STOP_GRACE_SECONDS", 1.0)
+    program = PROGRAM.replace('print("sleeping"', 'import signal; signal.signal(signal.SIGINT, '
+                              'signal.SIG_IGN); print("sleeping"')
+    result: list[int] = []
+    thread = threading.Thread(target=lambda: result.append(
+        task_processes.run_task_process(kfp_command("sleeps", tmp_path, program))))
+    thread.start()
+    deadline = time.monotonic() + 60
+    while "sleeping" not in capsys.readouterr().out and time.monotonic() < deadline:
+        time.sleep(0.05)
+    task_processes.interrupt_tasks()
+    thread.join(20)
+    assert result == [-signal.SIGKILL]

@@ -36,9 +36,13 @@ from typing import Any
 
 #: set to 0 to run every task in a fresh interpreter
 ENV_SWITCH = "SKITFLOW_WARM_WORKER"
-#: what the worker imports before it serves tasks (what every compiled component imports)
-PRELOAD = ("kfp", "kfp.dsl", "kfp.dsl.executor", "skitflow.run.runtime", "numpy", "pandas",
-           "pyarrow", "pyarrow.parquet")
+#: what the worker imports before it serves tasks: what every compiled component imports (not
+#: `kfp.dsl.executor_main` itself, which runs as `__main__`, nor any step's own module)
+PRELOAD = ("argparse", "configparser", "yaml", "kfp", "kfp.dsl", "kfp.dsl.executor",
+           "skitflow.run.runtime", "skitflow.errors", "skitflow.expressions",
+           "skitflow.recipe.coerce", "skitflow.recipe.templating", "skitflow.steps.columns",
+           "skitflow.steps.registry", "numpy", "pandas", "pyarrow", "pyarrow.parquet",
+           "pyarrow.dataset")
 #: kfp 2.17.3's wrapper for lightweight Python components (kfp/dsl/component_factory.py)
 KFP_SCRIPT = textwrap.dedent('''\
                     program_path=$(mktemp -d)
@@ -115,12 +119,18 @@ class WarmProcess:
         self.returncode = int(line.split()[1])
 
     def wait(self, timeout: float | None = None) -> int:
-        with self._lock:
+        # another thread may be waiting without a timeout: then this one waits for the lock only
+        # as long as it was asked to (the task is still running)
+        if not self._lock.acquire(timeout=-1 if timeout is None else timeout):
+            raise subprocess.TimeoutExpired("warm task", timeout or 0)
+        try:
             if self.returncode is None:
                 self._read_status(timeout)
                 self._conn.close()
             assert self.returncode is not None
             return self.returncode
+        finally:
+            self._lock.release()
 
     def poll(self) -> int | None:
         try:
