@@ -30,7 +30,6 @@ from skitflow.run import warm_worker
 STOP_GRACE_SECONDS = 5.0
 
 
-
 class _Task(Protocol):
     """A running task: a guarded `Popen`, or a task forked by the warm worker."""
 
@@ -52,7 +51,7 @@ def start_warm_worker() -> None:
     global _worker
     if _worker is None and warm_worker.enabled() and sys.platform.startswith("linux"):
         try:
-            _worker = warm_worker.WarmWorker()
+            _worker = warm_worker.WarmWorker(_terminate_with_parent())
         except OSError:
             _worker = None
 

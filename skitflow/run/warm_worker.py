@@ -32,6 +32,7 @@ import sys
 import tempfile
 import textwrap
 import threading
+from collections.abc import Callable
 from typing import Any
 
 #: set to 0 to run every task in a fresh interpreter
@@ -142,7 +143,7 @@ class WarmProcess:
 class WarmWorker:
     """The runner's handle on one worker process."""
 
-    def __init__(self) -> None:
+    def __init__(self, preexec_fn: Callable[[], None] | None) -> None:
         self._dir = tempfile.mkdtemp(prefix="skitflow-warm-")
         self.path = os.path.join(self._dir, "socket")
         self.env = dict(os.environ)
@@ -151,8 +152,8 @@ class WarmWorker:
         self._failed = False
         self.process = subprocess.Popen(
             [sys.executable, "-m", __name__, self.path], stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE, env={**self.env, "_KFP_RUNTIME": "true"}, process_group=0,
-            preexec_fn=_terminate_with_parent())  # noqa: PLW1509
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, process_group=0,
+            env={**self.env, "_KFP_RUNTIME": "true"}, preexec_fn=preexec_fn)  # noqa: PLW1509
         threading.Thread(target=self._wait_ready, daemon=True).start()
 
     def _wait_ready(self) -> None:
@@ -206,12 +207,6 @@ class WarmWorker:
             os.unlink(self.path)
         with contextlib.suppress(OSError):
             os.rmdir(self._dir)
-
-
-def _terminate_with_parent() -> Any:
-    from skitflow.run.task_processes import _terminate_with_parent as preexec
-
-    return preexec()
 
 
 # -- the worker's side ---------------------------------------------------------------------------
