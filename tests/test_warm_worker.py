@@ -7,9 +7,11 @@ differs (the worker has pyarrow imported before the component's module is loaded
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -182,3 +184,45 @@ def test_a_task_that_ignores_sigint_is_killed_after_the_grace_period(
     task_processes.interrupt_tasks()
     thread.join(20)
     assert result == [-signal.SIGKILL]
+
+
+RUNNER = """
+import json, sys, threading
+from skitflow.run import task_processes
+task_processes.start_warm_worker()
+command = json.loads(sys.argv[1])
+threading.Thread(target=task_processes.run_task_process, args=(command,)).start()
+"""
+
+
+def test_a_killed_runner_takes_its_warm_tasks_with_it(tmp_path: Path) -> None:
+    """SIGKILL of the runner: the worker gets its death signal, the guards theirs, and each
+    guard kills its task's process group; nothing is left running."""
+    from tests.test_run_faults import alive, descendants
+
+    env = {**os.environ, "PYTHONPATH": str(REPO), warm_worker.ENV_SWITCH: "1"}
+    runner = subprocess.Popen([sys.executable, "-c", RUNNER, json.dumps(kfp_command("sleeps", tmp_path))],
+                              env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        assert runner.stdout is not None
+        seen = []
+        for line in runner.stdout:
+            seen.append(line)
+            if "sleeping" in line:
+                break
+        assert "preloaded True\n" in seen  # the task was forked from the worker
+        tasks = descendants(runner.pid)
+        assert len(tasks) >= 3  # the worker, the task's guard and the task
+        runner.kill()
+        runner.wait(10)
+        deadline = time.monotonic() + 5
+        while any(alive(pid) for pid in tasks) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert [pid for pid in tasks if alive(pid)] == []
+    finally:
+        for pid in descendants(runner.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        if runner.poll() is None:
+            runner.kill()
+        runner.communicate()
