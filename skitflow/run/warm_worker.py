@@ -44,6 +44,10 @@ PRELOAD = ("argparse", "configparser", "yaml", "kfp", "kfp.dsl", "kfp.dsl.execut
            "skitflow.recipe.coerce", "skitflow.recipe.templating", "skitflow.steps.columns",
            "skitflow.steps.registry", "numpy", "pandas", "pyarrow", "pyarrow.parquet",
            "pyarrow.dataset")
+#: imported by a second stage that takes over once they are in (sklearn alone can take
+#: seconds): trainer and evaluator tasks find them imported
+LATER = ("sklearn", "sklearn.exceptions", "sklearn.linear_model", "sklearn.metrics",
+         "sklearn.model_selection", "xgboost")
 #: kfp 2.17.3's wrapper for lightweight Python components (kfp/dsl/component_factory.py)
 KFP_SCRIPT = textwrap.dedent('''\
                     program_path=$(mktemp -d)
@@ -59,7 +63,8 @@ EXECUTOR_MODULE = "kfp.dsl.executor_main"
 #: differs from the worker's runs in a fresh interpreter
 STARTUP_PREFIXES = ("PYTHON", "LD_", "LC_", "LANG", "TZ", "OMP_", "KMP_", "GOMP_", "MKL_",
                     "OPENBLAS_", "GOTO", "BLIS_", "VECLIB_", "NUMEXPR_", "ARROW_", "JE_",
-                    "MALLOC_", "PANDAS_", "_KFP_RUNTIME", "KFP_")
+                    "MALLOC_", "PANDAS_", "SKLEARN_", "SCIPY_", "XGBOOST_", "_KFP_RUNTIME",
+                    "KFP_")
 #: seconds the first task waits for the worker's imports before it runs cold
 READY_TIMEOUT = 30.0
 
@@ -332,6 +337,74 @@ def _guard(conn: socket.socket, request: dict[str, Any], fds: list[int], worker:
     os._exit(code)
 
 
+def _serve_until(listener: socket.socket, worker: int, handover: int | None,
+                 keep: list[int]) -> None:
+    """Accept tasks until `handover` (a pipe's read end) says the second stage took over; serve
+    again if it dies (end of file). `keep`: descriptors a guard closes."""
+    import select
+
+    serving = True
+    while True:
+        watched = ([listener] if serving else []) + ([handover] if handover is not None else [])
+        if not watched:
+            return
+        readable, _, _ = select.select(watched, [], [])
+        if handover is not None and handover in readable:
+            serving = os.read(handover, 1) == b""  # a byte: taken over; end of file: it died
+            if serving:
+                os.close(handover)
+                handover = None
+            continue
+        try:
+            conn, _ = listener.accept()
+        except BlockingIOError:  # the other stage took this one
+            continue
+        conn.setblocking(True)
+        try:
+            request, fds = _recv_request(conn)
+            if len(fds) != 2:
+                raise ConnectionError("missing descriptors")
+        except (OSError, ValueError):
+            conn.close()
+            continue
+        if os.fork() == 0:
+            listener.close()
+            for fd in [*keep, *([handover] if handover is not None else [])]:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+            try:
+                _guard(conn, request, fds, worker)
+            finally:
+                os._exit(1)
+        conn.close()
+        for fd in fds:
+            os.close(fd)
+
+
+def _second_stage(listener: socket.socket) -> int | None:
+    """Fork a process that also imports LATER and then takes over serving (the first stage
+    stops accepting): tasks never wait for these imports. Returns the pipe it signals on."""
+    read_end, write_end = os.pipe()
+    first = os.getpid()
+    if os.fork() != 0:
+        os.close(write_end)
+        return read_end
+    os.close(read_end)
+    _prctl_death_signal(signal.SIGTERM)  # dies with the first stage, and so do its guards
+    if os.getppid() != first:
+        os._exit(0)
+    import importlib
+
+    try:
+        for name in LATER:
+            importlib.import_module(name)
+    except BaseException:  # noqa: BLE001 - the first stage keeps serving
+        os._exit(0)
+    os.write(write_end, b"r")
+    _serve_until(listener, os.getpid(), None, [write_end])
+    os._exit(0)
+
+
 def serve(path: str) -> None:
     import importlib
 
@@ -347,28 +420,15 @@ def serve(path: str) -> None:
     listener.bind(path)
     os.umask(old_mask)
     listener.listen(64)
-    os.write(1, b"ready\n")
+    listener.setblocking(False)  # shared with the second stage: whoever accepts first serves
     devnull = os.open(os.devnull, os.O_WRONLY)
+    os.write(1, b"ready\n")
     os.dup2(devnull, 1)
     os.close(devnull)
-    while True:
-        conn, _ = listener.accept()
-        try:
-            request, fds = _recv_request(conn)
-            if len(fds) != 2:
-                raise ConnectionError("missing descriptors")
-        except (OSError, ValueError):
-            conn.close()
-            continue
-        if os.fork() == 0:
-            listener.close()
-            try:
-                _guard(conn, request, fds, worker)
-            finally:
-                os._exit(1)
-        conn.close()
-        for fd in fds:
-            os.close(fd)
+    handover = _second_stage(listener) if LATER else None
+    _serve_until(listener, worker, handover, [])
+    while True:  # the second stage serves; the guards' death signal is tied to it, its to this
+        signal.pause()
 
 
 if __name__ == "__main__":
