@@ -226,3 +226,32 @@ def test_a_killed_runner_takes_its_warm_tasks_with_it(tmp_path: Path) -> None:
         if runner.poll() is None:
             runner.kill()
         runner.communicate()
+
+
+def test_the_second_stage_takes_over_and_the_first_serves_again_if_it_dies(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.test_run_faults import _stat_fields
+
+    monkeypatch.setenv("PYTHONPATH", str(REPO))
+    monkeypatch.setenv(warm_worker.ENV_SWITCH, "1")
+    program = PROGRAM.replace('print("preloaded"', 'print("later", "xgboost" in sys.modules)\nprint("preloaded"')
+    task_processes.start_warm_worker()
+    try:
+        worker = task_processes._worker
+        assert worker is not None
+        deadline = time.monotonic() + 120
+        out = ""
+        while "later True" not in out and time.monotonic() < deadline:
+            code, out = run(kfp_command("ok", tmp_path, program), capsys)
+            assert code == 0 and "preloaded True" in out
+            time.sleep(0.5)
+        assert "later True" in out
+        stages = [int(entry) for entry in os.listdir("/proc") if entry.isdigit()
+                  and (fields := _stat_fields(int(entry))) and int(fields[1]) == worker.process.pid]
+        assert len(stages) == 1
+        os.kill(stages[0], signal.SIGKILL)
+        time.sleep(0.5)
+        code, out = run(kfp_command("ok", tmp_path, program), capsys)
+        assert code == 0 and "preloaded True" in out and "later False" in out
+    finally:
+        task_processes.stop_warm_worker()
