@@ -234,7 +234,8 @@ def test_the_second_stage_takes_over_and_the_first_serves_again_if_it_dies(
 
     monkeypatch.setenv("PYTHONPATH", str(REPO))
     monkeypatch.setenv(warm_worker.ENV_SWITCH, "1")
-    program = PROGRAM.replace('print("preloaded"', 'print("later", "xgboost" in sys.modules)\nprint("preloaded"')
+    program = PROGRAM.replace('print("preloaded"', 'print("later", "xgboost" in sys.modules, '
+                              '"policy", os.sched_getscheduler(0), os.nice(0))\nprint("preloaded"')
     task_processes.start_warm_worker()
     try:
         worker = task_processes._worker
@@ -245,7 +246,7 @@ def test_the_second_stage_takes_over_and_the_first_serves_again_if_it_dies(
             code, out = run(kfp_command("ok", tmp_path, program), capsys)
             assert code == 0 and "preloaded True" in out
             time.sleep(0.5)
-        assert "later True" in out
+        assert f"later True policy {os.SCHED_OTHER} {os.nice(0)}" in out  # the runner's priority
         stages = [int(entry) for entry in os.listdir("/proc") if entry.isdigit()
                   and (fields := _stat_fields(int(entry))) and int(fields[1]) == worker.process.pid]
         assert len(stages) == 1
@@ -255,3 +256,18 @@ def test_the_second_stage_takes_over_and_the_first_serves_again_if_it_dies(
         assert code == 0 and "preloaded True" in out and "later False" in out
     finally:
         task_processes.stop_warm_worker()
+
+
+def test_a_large_request_arrives_whole(mode: str, tmp_path: Path,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """Arguments over the 1 MB the worker reads at first go over the socket in parts."""
+    command = [*kfp_command("ok", tmp_path), *(["--padding", "x" * 100_000] * 9)]
+    code, out = run(command, capsys)
+    assert code == 0 and f"preloaded {mode == 'warm'}" in out
+
+
+def test_commands_exec_would_refuse_run_cold_and_fail_as_before(
+        mode: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    program = PROGRAM + "# " + "x" * 200_000 + "\n"  # one argument over Linux's 128 KiB limit
+    with pytest.raises(OSError, match="Argument list too long"):
+        task_processes.run_task_process(kfp_command("ok", tmp_path, program))

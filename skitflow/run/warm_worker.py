@@ -65,6 +65,9 @@ STARTUP_PREFIXES = ("PYTHON", "LD_", "LC_", "LANG", "TZ", "OMP_", "KMP_", "GOMP_
                     "OPENBLAS_", "GOTO", "BLIS_", "VECLIB_", "NUMEXPR_", "ARROW_", "JE_",
                     "MALLOC_", "PANDAS_", "SKLEARN_", "SCIPY_", "XGBOOST_", "_KFP_RUNTIME",
                     "KFP_")
+#: Linux's limit on one argument (MAX_ARG_STRLEN), and a bound under its limit on all of them
+MAX_ARG = 131072
+MAX_EXEC = 1 << 20
 #: seconds the first task waits for the worker's imports before it runs cold
 READY_TIMEOUT = 30.0
 
@@ -88,6 +91,10 @@ def warm_request(full_command: list[str], env: dict[str, str],
         return None
     if not all(isinstance(part, str) and "\0" not in part for part in full_command):
         return None
+    sizes = [len(os.fsencode(part)) for part in full_command]
+    environ = sum(len(os.fsencode(k)) + len(os.fsencode(v)) + 2 for k, v in env.items())
+    if max(sizes) >= MAX_ARG or sum(sizes) + environ >= MAX_EXEC:
+        return None  # exec would fail (E2BIG), or might: the cold path fails as it always did
     if _startup_env(env) != _startup_env(worker_env):
         return None
     return {"program": full_command[3], "args": full_command[4:], "env": env}
@@ -178,7 +185,9 @@ class WarmWorker:
         try:
             conn.connect(self.path)
             body = json.dumps(request).encode()
-            socket.send_fds(conn, [_HEADER.pack(len(body)) + body], [write_end, 0])
+            data = _HEADER.pack(len(body)) + body
+            sent = socket.send_fds(conn, [data], [write_end, 0])
+            conn.sendall(data[sent:])  # a large request (an executor input) may go in parts
             os.close(write_end)
             write_end = -1
             buffer = b""
@@ -395,9 +404,11 @@ def _second_stage(listener: socket.socket) -> int | None:
         os._exit(0)
     import importlib
 
-    try:
+    try:  # imported on idle CPU only (the tasks running meanwhile are not slowed), then served
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))  # at the normal priority
         for name in LATER:
             importlib.import_module(name)
+        os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
     except BaseException:  # noqa: BLE001 - the first stage keeps serving
         os._exit(0)
     os.write(write_end, b"r")
