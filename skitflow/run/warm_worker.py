@@ -162,6 +162,7 @@ class WarmWorker:
         self.cwd = os.getcwd()
         self._ready = threading.Event()
         self._failed = False
+        self._stage = 0  # the second stage's pid, once started
         self.process = subprocess.Popen(
             [sys.executable, "-m", __name__, self.path], stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, process_group=0,
@@ -173,6 +174,8 @@ class WarmWorker:
         line = self.process.stdout.readline()
         self._failed = line != b"ready\n"
         self._ready.set()
+        with contextlib.suppress(ValueError, IndexError):
+            self._stage = int(self.process.stdout.readline().split()[1])
 
     def submit(self, request: dict[str, Any]) -> WarmProcess | None:
         """Start a task; None when the worker cannot (the caller runs it cold)."""
@@ -215,6 +218,7 @@ class WarmWorker:
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait()
+        _wait_gone(self._stage)  # killed with the first stage; gone before the run ends
         if self.process.stdout is not None:
             self.process.stdout.close()
         with contextlib.suppress(OSError):
@@ -224,6 +228,21 @@ class WarmWorker:
 
 
 # -- the worker's side ---------------------------------------------------------------------------
+
+
+def _wait_gone(pid: int, timeout: float = 5.0) -> None:
+    """Wait until `pid` has exited (or is a zombie), at most `timeout` seconds."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while pid > 0 and time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as stat:
+                if stat.read().rsplit(")", 1)[1].split()[0] in ("Z", "X"):
+                    return
+        except (OSError, IndexError):
+            return
+        time.sleep(0.01)
 
 
 def _prctl_death_signal(signum: int) -> None:
@@ -390,18 +409,26 @@ def _serve_until(listener: socket.socket, worker: int, handover: int | None,
             os.close(fd)
 
 
+_STAGE = [0]
+
+
 def _second_stage(listener: socket.socket) -> int | None:
     """Fork a process that also imports LATER and then takes over serving (the first stage
     stops accepting): tasks never wait for these imports. Returns the pipe it signals on."""
     read_end, write_end = os.pipe()
     first = os.getpid()
-    if os.fork() != 0:
+    child = os.fork()
+    if child != 0:
         os.close(write_end)
+        _STAGE[0] = child
         return read_end
     os.close(read_end)
-    _prctl_death_signal(signal.SIGTERM)  # dies with the first stage, and so do its guards
+    _prctl_death_signal(signal.SIGKILL)  # dies with the first stage (its guards then kill theirs)
     if os.getppid() != first:
         os._exit(0)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    os.close(devnull)
     import importlib
 
     try:  # imported on idle CPU only (the tasks running meanwhile are not slowed), then served
@@ -432,11 +459,13 @@ def serve(path: str) -> None:
     os.umask(old_mask)
     listener.listen(64)
     listener.setblocking(False)  # shared with the second stage: whoever accepts first serves
-    devnull = os.open(os.devnull, os.O_WRONLY)
     os.write(1, b"ready\n")
+    handover = _second_stage(listener) if LATER else None
+    with contextlib.suppress(OSError):  # the runner waits for the second stage to be gone
+        os.write(1, f"stage {os.getpid() if handover is None else _STAGE[0]}\n".encode())
+    devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)
     os.close(devnull)
-    handover = _second_stage(listener) if LATER else None
     _serve_until(listener, worker, handover, [])
     while True:  # the second stage serves; the guards' death signal is tied to it, its to this
         signal.pause()
