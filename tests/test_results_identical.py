@@ -33,11 +33,14 @@ REFERENCE = {
 
 
 @pytest.mark.slow
-def test_the_benchmark_recipe_publishes_what_it_published_before(tmp_path: Path) -> None:
+@pytest.mark.parametrize("warm", ["1", "0"], ids=["warm-worker", "fresh-interpreters"])
+def test_the_benchmark_recipe_publishes_what_it_published_before(tmp_path: Path, warm: str) -> None:
+    """Tasks forked from the warm worker and tasks in fresh interpreters publish the same bytes."""
     import pandas as pd
 
     out = tmp_path / "run"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    env = {**os.environ, "SKITFLOW_WARM_WORKER": warm,
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
     result = subprocess.run(
         [sys.executable, "-m", "skitflow", "run", str(RECIPE), "--no-cache", "--out", str(out),
          "-p", f"data={DATA}", "-p", f"out_dir={out / 'published'}"],

@@ -6,6 +6,11 @@ the kernel signal the guard when the runner dies (even by SIGKILL), and the guar
 (kfp's `sh -ec` starts Python as a child, which a death signal on the shell alone would miss).
 The running tasks can also be stopped on Ctrl-C or SIGTERM (`interrupt_tasks`, `stop_tasks`).
 `kfp_compat.patch_kfp_local` installs `run_task_process` in place of kfp.local's own.
+
+While a run holds a warm worker (`start_warm_worker`), a task whose command is kfp's own
+lightweight-component wrapper is forked from it instead (`warm_worker`: the same command, input
+and environment, without starting and importing Python again); it is guarded and stopped the
+same way. Anything the worker cannot run exactly as the command would, runs as above.
 """
 
 from __future__ import annotations
@@ -17,14 +22,48 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable
+from typing import Any, Protocol
+
+from skitflow.run import warm_worker
 
 #: seconds a task gets to stop after SIGINT before it is killed
 STOP_GRACE_SECONDS = 5.0
 
-_running: set[subprocess.Popen[str]] = set()
+
+class _Task(Protocol):
+    """A running task: a guarded `Popen`, or a task forked by the warm worker."""
+
+    pid: int
+
+    def poll(self) -> int | None: ...
+
+    def wait(self, timeout: float | None = None) -> int: ...
+
+
+_running: set[_Task] = set()
 _running_lock = threading.Lock()
 #: tasks run on threads with `--jobs`: one task's line is printed whole, never mixed with another's
 _print_lock = threading.Lock()
+_worker: warm_worker.WarmWorker | None = None
+
+
+def start_warm_worker() -> None:
+    """Start the run's warm worker (from the main thread: the worker's death signal follows the
+    thread that started it); a no-op when `SKITFLOW_WARM_WORKER=0` or one is running."""
+    global _worker
+    if _worker is None and warm_worker.enabled() and sys.platform.startswith("linux"):
+        try:
+            _worker = warm_worker.WarmWorker(_terminate_with_parent())
+        except OSError:
+            _worker = None
+
+
+def stop_warm_worker() -> None:
+    """Stop the warm worker (tasks it started and still running are killed with it)."""
+    global _worker
+    worker, _worker = _worker, None
+    if worker is not None:
+        worker.stop()
 
 
 _GUARD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "task_guard.py")
@@ -53,30 +92,44 @@ def run_task_process(full_command: list[str], env_vars: dict[str, str] | None = 
     """kfp.local's `run_local_subprocess`: the task's own command, the same output, but under
     `task_guard` in a process group of its own that dies with the runner, and stopped (not left
     running) if the runner is interrupted."""
+    worker = _worker
+    if worker is not None:
+        request = warm_worker.warm_request(full_command, {**os.environ, **(env_vars or {})},
+                                           worker.env)
+        warm = worker.submit(request) if request is not None else None
+        if warm is not None:
+            return _follow(warm, warm.output)
     env = {**os.environ, **env_vars} if env_vars else None
     guarded = [sys.executable, "-I", "-S", _GUARD, *full_command]
     with subprocess.Popen(guarded, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                           bufsize=1, env=env, process_group=0,
                           preexec_fn=_terminate_with_parent()) as process:  # noqa: PLW1509
-        with _running_lock:
-            _running.add(process)
-        try:
-            assert process.stdout is not None
-            for line in iter(process.stdout.readline, ""):
+        assert process.stdout is not None
+        return _follow(process, process.stdout)
+
+
+def _follow(process: _Task, output: Any) -> int:
+    """Print the task's output line by line and return its exit status; stop it if the runner is
+    interrupted meanwhile."""
+    with _running_lock:
+        _running.add(process)
+    try:
+        with output:
+            for line in iter(output.readline, ""):
                 with _print_lock:
                     print(line, end="")
-            with _print_lock:
-                print("\n")
-            return process.wait()
-        except BaseException:
-            _stop([process])
-            raise
-        finally:
-            with _running_lock:
-                _running.discard(process)
+        with _print_lock:
+            print("\n")
+        return process.wait()
+    except BaseException:
+        _stop([process])
+        raise
+    finally:
+        with _running_lock:
+            _running.discard(process)
 
 
-def _signal_group(process: subprocess.Popen[str], signum: int) -> None:
+def _signal_group(process: _Task, signum: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(process.pid, signum)
 
@@ -100,7 +153,7 @@ def interrupt_tasks() -> None:
     timer.start()
 
 
-def _stop(processes: list[subprocess.Popen[str]]) -> None:
+def _stop(processes: list[_Task]) -> None:
     """SIGINT, then SIGKILL after the grace period; returns when each task has exited."""
     for process in processes:
         _signal_group(process, signal.SIGINT)
