@@ -10,6 +10,9 @@ import json
 from pathlib import Path
 
 ORDER = ("compile", "validate", "scale", "local_run", "tickets", "fusion")
+#: RESULTS.md from this line on is kept as it is: the standalone benchmarks' results, pasted from
+#: their own output with the command that produced them
+STANDALONE = "<!-- standalone benchmarks: kept by report.py -->"
 
 
 def write_reports(out: Path, meta: dict, results: dict) -> str:
@@ -24,7 +27,10 @@ def write_reports(out: Path, meta: dict, results: dict) -> str:
     data = {"meta": meta, "benchmarks": {k: merged[k] for k in ORDER if k in merged}}
     path.write_text(json.dumps(data, indent=2) + "\n")
     markdown = render(data)
-    (out / "RESULTS.md").write_text(markdown)
+    results_md = out / "RESULTS.md"
+    old = results_md.read_text() if results_md.exists() else ""
+    kept = old[old.index(STANDALONE):] if STANDALONE in old else ""
+    results_md.write_text(markdown + ("\n" + kept if kept else ""))
     return markdown
 
 

@@ -63,6 +63,16 @@ def _stat_fields(pid: int) -> list[str] | None:
     return text.rsplit(")", 1)[1].split()  # [state, ppid, ...]
 
 
+def kill_tree(process: subprocess.Popen) -> None:
+    """Kill a test's process and everything below it, and reap it (cleanup after a fault test)."""
+    for pid in descendants(process.pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    if process.poll() is None:
+        process.kill()
+    process.communicate()
+
+
 def descendants(pid: int) -> set[int]:
     """Every process below `pid`, read from /proc (no psutil)."""
     children: dict[int, list[int]] = {}
@@ -520,12 +530,7 @@ def hanging_run(tmp_path: Path) -> Iterator[subprocess.Popen]:
             time.sleep(0.1)
         yield cli
     finally:
-        for pid in descendants(cli.pid):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        if cli.poll() is None:
-            cli.kill()
-        cli.communicate()
+        kill_tree(cli)
         silent.close()
 
 

@@ -7,7 +7,6 @@ differs (the worker has pyarrow imported before the component's module is loaded
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
@@ -198,7 +197,7 @@ threading.Thread(target=task_processes.run_task_process, args=(command,)).start(
 def test_a_killed_runner_takes_its_warm_tasks_with_it(tmp_path: Path) -> None:
     """SIGKILL of the runner: the worker gets its death signal, the guards theirs, and each
     guard kills its task's process group; nothing is left running."""
-    from tests.test_run_faults import alive, descendants
+    from tests.test_run_faults import alive, descendants, kill_tree
 
     env = {**os.environ, "PYTHONPATH": str(REPO), warm_worker.ENV_SWITCH: "1"}
     runner = subprocess.Popen([sys.executable, "-c", RUNNER, json.dumps(kfp_command("sleeps", tmp_path))],
@@ -220,12 +219,7 @@ def test_a_killed_runner_takes_its_warm_tasks_with_it(tmp_path: Path) -> None:
             time.sleep(0.05)
         assert [pid for pid in tasks if alive(pid)] == []
     finally:
-        for pid in descendants(runner.pid):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        if runner.poll() is None:
-            runner.kill()
-        runner.communicate()
+        kill_tree(runner)
 
 
 def test_the_second_stage_takes_over_and_the_first_serves_again_if_it_dies(

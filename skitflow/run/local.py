@@ -409,6 +409,7 @@ def run_package(
     out_dir.mkdir(parents=True, exist_ok=True)
     package_path = write_package(out_dir / "package.yaml", package.text)
     patch_kfp_local(run_subprocess=task_processes.run_task_process, jobs=jobs)
+    task_processes.accept_tasks()
     task_processes.start_warm_worker()  # imports while kfp.local starts; SKITFLOW_WARM_WORKER=0: off
     os.environ[LOCAL_RUN_ENV] = "1"  # the exit task leaves notifying to the CLI (run/notify_local.py)
     tracker = _Tracker(package, listener)
