@@ -48,6 +48,14 @@ def kfp_command(function: str, tmp_path: Path, program: str = PROGRAM) -> list[s
             "--executor_input", json.dumps(executor_input), "--function_to_execute", function]
 
 
+@pytest.fixture(autouse=True)
+def a_run_accepts_tasks() -> Iterator[None]:
+    """Each test is a run of its own: one that stopped its tasks leaves the next able to start."""
+    task_processes.accept_tasks()
+    yield
+    task_processes.accept_tasks()
+
+
 @pytest.fixture(params=["warm", "cold"])
 def mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     monkeypatch.setenv("PYTHONPATH", str(REPO))
