@@ -86,7 +86,9 @@ def measured(cmd: list[str], env: dict[str, str]) -> dict:
 
 
 def side(name: str, data: Path, work: Path) -> dict:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    # tasks in fresh interpreters: a task forked by the warm worker is not a waited-for child of
+    # the measured command, so RUSAGE_CHILDREN would not see its memory
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "SKITFLOW_WARM_WORKER": "0"}
     out = work / name
     if name == "pandas":
         cmd = [sys.executable, __file__, "--twin", str(data), str(out / "dataset.parquet")]
