@@ -119,7 +119,7 @@ def _from_run_root(run: Any, task: str, plan: Plan | None,
     config = getattr(run, "runtime_config", None)
     root = (getattr(config, "pipeline_root", None) or environ.get(PIPELINE_ROOT_ENV)
             or DEFAULT_PIPELINE_ROOT).rstrip("/")
-    if plan is None or not any(root.startswith(s) for s in S3_SCHEMES):
+    if plan is None or not root.startswith(S3_SCHEMES):
         raise _NoMetrics(f"Kubeflow lists no `{OUTPUT}` output artifact for `{task}`, and the "
                          f"pipeline root `{root.split('://')[0]}://...` is not a store the service "
                          "reads (s3://, minio://)")
@@ -130,11 +130,10 @@ def _from_run_root(run: Any, task: str, plan: Plan | None,
         raise
     except Exception:  # noqa: BLE001 - not at the plain path: look below the task's folder
         pass
-    from skitflow.connectors.s3 import S3, parse_uri
+    from skitflow.connectors.s3 import S3
 
-    scheme = next(s for s in S3_SCHEMES if folder.startswith(s))
     try:
-        listed = S3(environ, max_attempts=2).list_objects(parse_uri("s3://" + folder[len(scheme):]))
+        listed = S3(environ, max_attempts=2).list_objects(_s3_location(folder))
     except Exception as exc:  # noqa: BLE001 - said in the note
         raise _NoMetrics(f"Kubeflow lists no `{OUTPUT}` output artifact for `{task}`, and the "
                          f"run's root could not be read ({folder}: {exc})") from None
@@ -144,6 +143,14 @@ def _from_run_root(run: Any, task: str, plan: Plan | None,
                          f"under the run's root ({folder}; set {PIPELINE_ROOT_ENV} if the "
                          "install uses another pipeline root)")
     return _from_object(f"s3://{named[-1].uri.bucket}/{named[-1].uri.key}", environ)
+
+
+def _s3_location(uri: str) -> Any:
+    """An s3:// or minio:// URI as the S3 connector's location (KFP's MinIO speaks S3)."""
+    from skitflow.connectors.s3 import parse_uri
+
+    scheme = next(s for s in S3_SCHEMES if uri.startswith(s))
+    return parse_uri("s3://" + uri[len(scheme):])
 
 
 def _from_metadata(metadata: Any) -> dict[str, Any]:
@@ -158,13 +165,12 @@ def _from_metadata(metadata: Any) -> dict[str, Any]:
 def _from_object(uri: str, environ: Mapping[str, str]) -> dict[str, Any]:
     """Read `{"metrics": {...}}` from the artifact's object with the S3 connector (the
     service's AWS_* environment: credentials, AWS_ENDPOINT_URL for MinIO or SeaweedFS)."""
-    from skitflow.connectors.s3 import S3, parse_uri
+    from skitflow.connectors.s3 import S3
 
-    scheme = next((s for s in S3_SCHEMES if uri.startswith(s)), None)
-    if scheme is None:
+    if not uri.startswith(S3_SCHEMES):
         raise _NoMetrics(f"the metrics artifact is at `{uri.split('://')[0]}://...`, a store the "
                          "service cannot read (it reads s3:// and minio://)")
-    location = parse_uri("s3://" + uri[len(scheme):])
+    location = _s3_location(uri)
     body = S3(environ, max_attempts=2).open_stream(location)
     try:
         raw = body.read(MAX_BYTES + 1)
