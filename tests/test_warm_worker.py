@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from skitflow.compile.kfp_compat import set_local_jobs
 from skitflow.run import task_processes, warm_worker
 
 REPO = Path(__file__).resolve().parent.parent
@@ -50,10 +51,11 @@ def kfp_command(function: str, tmp_path: Path, program: str = PROGRAM) -> list[s
 
 @pytest.fixture(autouse=True)
 def a_run_accepts_tasks() -> Iterator[None]:
-    """Each test is a run of its own: one that stopped its tasks leaves the next able to start."""
-    task_processes.accept_tasks()
+    """Each test is a run of its own: one that stopped its tasks leaves the next able to start
+    (a run resets the stop flag when it sets its jobs)."""
+    set_local_jobs(1)
     yield
-    task_processes.accept_tasks()
+    set_local_jobs(1)
 
 
 @pytest.fixture(params=["warm", "cold"])

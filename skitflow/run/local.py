@@ -38,7 +38,7 @@ from typing import Any
 
 from skitflow.compile.build import Package
 from skitflow.compile.emit import write_package
-from skitflow.compile.kfp_compat import local_tasks_stopping, stop_local_tasks
+from skitflow.compile.kfp_compat import local_tasks_stopping
 from skitflow.errors import EXIT_GATE_FAILED, Location, Problem, SkitflowError, StepFailed
 from skitflow.recipe.models import kfp_arguments
 from skitflow.run import task_processes
@@ -370,8 +370,7 @@ def _stop_on_signals() -> Iterator[None]:
         if seen:
             return
         seen.append(signum)
-        stop_local_tasks()  # first: tasks on other threads that end now were stopped, not failed
-        task_processes.interrupt_tasks()
+        task_processes.interrupt_tasks()  # sets the run's stop flag first: tasks ending now were stopped, not failed
         raise RunInterrupted(signum)
 
     previous = {signum: signal.signal(signum, on_signal) for signum in (signal.SIGINT, signal.SIGTERM)}
@@ -409,7 +408,6 @@ def run_package(
     out_dir.mkdir(parents=True, exist_ok=True)
     package_path = write_package(out_dir / "package.yaml", package.text)
     patch_kfp_local(run_subprocess=task_processes.run_task_process, jobs=jobs)
-    task_processes.accept_tasks()
     task_processes.start_warm_worker()  # imports while kfp.local starts; SKITFLOW_WARM_WORKER=0: off
     os.environ[LOCAL_RUN_ENV] = "1"  # the exit task leaves notifying to the CLI (run/notify_local.py)
     tracker = _Tracker(package, listener)
@@ -446,7 +444,6 @@ def run_package(
                 completed = True
         except RunInterrupted as exc:
             interrupted = str(exc)
-            stop_local_tasks()
             task_processes.stop_tasks()
             stream.write(f"skitflow: run interrupted by {interrupted}\n")
         finally:

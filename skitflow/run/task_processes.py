@@ -24,6 +24,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from skitflow.compile.kfp_compat import local_tasks_stopping, stop_local_tasks
 from skitflow.run import warm_worker
 
 #: seconds a task gets to stop after SIGINT before it is killed
@@ -45,14 +46,6 @@ _running_lock = threading.Lock()
 #: tasks run on threads with `--jobs`: one task's line is printed whole, never mixed with another's
 _print_lock = threading.Lock()
 _worker: warm_worker.WarmWorker | None = None
-#: set once the run is being stopped: a task registered after that (one whose start was under
-#: way on another thread, e.g. a warm task's hand-over) is stopped at once, and none starts
-_stopping = threading.Event()
-
-
-def accept_tasks() -> None:
-    """A new run starts: tasks may start again (after a stopped run in the same process)."""
-    _stopping.clear()
 
 
 def start_warm_worker() -> None:
@@ -100,7 +93,7 @@ def run_task_process(full_command: list[str], env_vars: dict[str, str] | None = 
     """kfp.local's `run_local_subprocess`: the task's own command, the same output, but under
     `task_guard` in a process group of its own that dies with the runner, and stopped (not left
     running) if the runner is interrupted."""
-    if _stopping.is_set():  # the run is being stopped: this task does not start
+    if local_tasks_stopping():  # the run is being stopped: this task does not start
         return 128 + signal.SIGINT
     worker = _worker
     if worker is not None:
@@ -123,7 +116,9 @@ def _follow(process: _Task, output: Any) -> int:
     interrupted meanwhile."""
     with _running_lock:
         _running.add(process)
-        late = _stopping.is_set()  # started while the run was being stopped
+        # a task whose start was under way on another thread when the run was stopped (a warm
+        # task's hand-over): stopped at once
+        late = local_tasks_stopping()
     try:
         if late:
             _stop([process])
@@ -152,7 +147,7 @@ def interrupt_tasks() -> None:
     running after the grace period; returns at once, so it is safe in a signal handler (tasks of
     a ParallelFor run in threads the main thread cannot stop itself)."""
     with _running_lock:
-        _stopping.set()
+        stop_local_tasks()  # the run's one stop flag: no task starts after this
         running = list(_running)
     for process in running:
         _signal_group(process, signal.SIGINT)
@@ -182,6 +177,6 @@ def _stop(processes: list[_Task]) -> None:
 def stop_tasks() -> None:
     """Stop every task still running (bounded by the grace period)."""
     with _running_lock:
-        _stopping.set()
+        stop_local_tasks()  # the run's one stop flag: no task starts after this
         running = list(_running)
     _stop(running)
