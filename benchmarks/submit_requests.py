@@ -29,7 +29,7 @@ RECIPE = REPO / "tests" / "recipes" / "valid" / "parameter-condition.yaml"
 def _invoke(args: list[str]) -> tuple[int, str, float]:
     from typer.testing import CliRunner
 
-    from skitflow.cli import app
+    from skitflow.cli.app import app
 
     started = time.perf_counter()
     result = CliRunner().invoke(app, args)

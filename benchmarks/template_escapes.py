@@ -41,7 +41,7 @@ def in_process(path: Path) -> tuple[int, float]:
     """Exit code and seconds of `validate` in this process (imports already done)."""
     from typer.testing import CliRunner
 
-    from skitflow.cli import app
+    from skitflow.cli.app import app
 
     started = time.perf_counter()
     result = CliRunner().invoke(app, ["validate", str(path)])

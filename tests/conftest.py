@@ -23,7 +23,7 @@ def cli():
     """Invoke the real typer app; returns typer's Result (exit_code, stdout, stderr)."""
     from typer.testing import CliRunner
 
-    from skitflow.cli import app
+    from skitflow.cli.app import app
 
     runner = CliRunner()
 

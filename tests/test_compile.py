@@ -182,7 +182,7 @@ def test_a_thousand_steps_compile_quickly(tmp_path: Path) -> None:
 def test_validate_never_imports_kfp(tmp_path: Path) -> None:
     code = (
         "import sys\n"
-        "from skitflow.cli import app\n"
+        "from skitflow.cli.app import app\n"
         "try:\n"
         "    app(['validate', 'recipes/seed-workflow.yaml'])\n"
         "except SystemExit as exc:\n"

@@ -226,7 +226,7 @@ def test_two_real_runs_record_their_parameters_and_compare(tmp_path) -> None:
 def _commands():
     import typer
 
-    from skitflow.cli import app
+    from skitflow.cli.app import app
 
     root = typer.main.get_command(app)
 
@@ -252,7 +252,7 @@ def test_every_command_help_shows_real_examples_and_defaults(cli, repo_root, pat
     assert all(line.split()[1] == path[0] for line in examples), examples
     import typer
 
-    from skitflow.cli import app
+    from skitflow.cli.app import app
 
     command = typer.main.get_command(app)
     for name in path:

@@ -155,7 +155,7 @@ def test_submit_refuses_notify_on_a_backend_older_than_2_14(tmp_path: Path, monk
     """Final-status inputs run from 2.14.0 (cluster notes); submit says so before any upload."""
     from typer.testing import CliRunner
 
-    from skitflow.cli import app
+    from skitflow.cli.app import app
     from tests.kfp_server import running_kfp_server
 
     monkeypatch.chdir(tmp_path)

@@ -17,7 +17,7 @@ import pytest
 from typer.testing import CliRunner
 
 from skitflow.api import compile_recipe
-from skitflow.cli import app
+from skitflow.cli.app import app
 from skitflow.submit import config
 from skitflow.submit.client import Credentials, RetryPolicy, credentials_from
 from skitflow.submit.reconcile import normalise_cron, schedule_spec

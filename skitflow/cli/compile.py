@@ -3,35 +3,12 @@
 from __future__ import annotations
 
 import enum
-import re
 from pathlib import Path
 
 import typer
 
-from skitflow.cli.common import print_warnings, stderr, stdout
+from skitflow.cli.common import RECIPE_SUFFIXES, find_recipes, print_warnings, stdout
 from skitflow.errors import SkitflowError
-
-RECIPE_SUFFIXES = (".yaml", ".yml")
-
-
-#: What makes a YAML file under a folder a recipe, and what marks a compiled KFP package.
-_RECIPE_MARK = re.compile(r"""(?:^|[{,\s])["']?apiVersion["']?\s*:\s*["']?skitflow/""", re.M)
-_PACKAGE_MARK = re.compile(r"^(?:pipelineInfo|deploymentSpec)\s*:", re.M)
-
-
-def looks_like_recipe(path: Path) -> bool:
-    """A cheap look at the text: `apiVersion: skitflow/...` and not a compiled package.
-
-    Unreadable files count as recipes, so that loading them reports why.
-    """
-    from skitflow.util.limits import MAX_RECIPE_BYTES
-
-    try:
-        with path.open("rb") as handle:
-            head = handle.read(MAX_RECIPE_BYTES).decode("utf-8", "replace")
-    except OSError:
-        return True
-    return bool(_RECIPE_MARK.search(head)) and not _PACKAGE_MARK.search(head)
 
 
 class Target(enum.StrEnum):
@@ -39,31 +16,6 @@ class Target(enum.StrEnum):
 
     kubeflow = "kubeflow"
     local = "local"
-
-
-def find_recipes(paths: list[Path]) -> list[Path]:
-    """Files as given, and every recipe among the *.yaml/*.yml under each folder, sorted.
-
-    Other YAML under a folder (compiled packages, CI files) is skipped with a note; a file named
-    on the command line is always loaded, so its mistakes are reported.
-    """
-    found: list[Path] = []
-    skipped: list[Path] = []
-    for path in paths:
-        if path.is_dir():
-            for candidate in sorted(p for p in path.rglob("*") if p.suffix in RECIPE_SUFFIXES and p.is_file()):
-                (found if looks_like_recipe(candidate) else skipped).append(candidate)
-        elif path.exists():
-            found.append(path)
-        else:
-            raise SkitflowError(f"`{path}` does not exist", hint="give a recipe file or a folder of recipes")
-    if skipped:
-        stderr().print(f"note: skipped {len(skipped)} YAML file(s) that are not skitflow recipes "
-                       f"(no `apiVersion: skitflow/...`, or a compiled package): "
-                       f"{', '.join(map(str, skipped))}", markup=False)
-    if not found:
-        raise SkitflowError(f"no recipes (*.yaml) found in {', '.join(map(str, paths))}")
-    return found
 
 
 def compile_command(

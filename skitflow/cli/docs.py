@@ -21,8 +21,7 @@ def docs(
       skitflow docs recipes -o site && xdg-open site/index.html
       skitflow docs . -o public/pipelines --runs-dir runs
     """
-    from skitflow.cli.common import print_warnings
-    from skitflow.cli.compile import find_recipes
+    from skitflow.cli.common import find_recipes, print_warnings
     from skitflow.docs.site import RecipePage, build_site, inline_svg
     from skitflow.errors import SkitflowError
     from skitflow.plan.graph import plan_graph, to_dot

@@ -1,4 +1,5 @@
-"""`skitflow validate`: check recipes without importing kfp."""
+"""`skitflow validate`: check recipes without importing kfp (or typer: `skitflow.cli.main` calls
+this directly for a plain `skitflow validate FILE...`)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import typer
-
-from skitflow.cli.common import print_warnings, stdout
+from skitflow.cli.common import echo, print_warnings
 from skitflow.errors import Problem, SkitflowError
 
 if TYPE_CHECKING:
@@ -17,18 +16,9 @@ if TYPE_CHECKING:
     from skitflow.recipe.loader import LoadedRecipe
 
 
-def validate(
-    recipes: list[Path] = typer.Argument(..., help="Recipe files or folders of recipes."),
-) -> None:
-    """Check recipes (syntax, settings, steps, columns) without compiling them.
-
-    Examples:
-
-    \b
-      skitflow validate examples/tickets.yaml
-      skitflow validate recipes/          # every recipe in the folder
-    """
-    from skitflow.cli.compile import find_recipes
+def validate_recipes(recipes: list[Path]) -> None:
+    """Validate every recipe in RECIPES, print one line per valid one; raise for the rest."""
+    from skitflow.cli.common import find_recipes
     from skitflow.plan.planner import build_plan
     from skitflow.recipe.loader import load_recipe_file
     from skitflow.steps.registry import default_registry
@@ -46,9 +36,9 @@ def validate(
         branches = f", {plan.branches} matrix branches" if plan.branches > 1 else ""
         if plan.loop is not None:
             branches = f", branches: {plan.loop.describe()}"
-        stdout().print(f"ok {file} ({len(plan.tasks)} tasks{branches})", markup=False)
+        echo(f"ok {file} ({len(plan.tasks)} tasks{branches})")
         for note in plan.notes:
-            stdout().print(f"  note: {note}", markup=False)
+            echo(f"  note: {note}")
     if problems:
         raise SkitflowError(problems=problems)
 

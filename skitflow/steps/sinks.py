@@ -13,7 +13,6 @@ import shutil
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, Literal
 from urllib.parse import urlsplit
-from urllib.request import url2pathname
 
 from pydantic import Field, field_validator
 
@@ -41,6 +40,8 @@ def _local_path(path: str) -> str:
     if scheme == "file":
         if parts.netloc not in ("", "localhost"):
             raise ValueError(f"file URLs must be local, not on host `{parts.netloc}`")
+        from urllib.request import url2pathname  # 8 ms of http/ssl imports: only for file:// URLs
+
         return url2pathname(parts.path)
     if len(scheme) > 1:  # one letter: a Windows drive such as C:
         raise ValueError(f"the file sink writes local paths or file:// URLs, not `{scheme}://`")

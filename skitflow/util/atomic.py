@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import secrets
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,7 +29,7 @@ _MAX_NAME = 200  # keeps `.<name>.<pid>.<random>.tmp` under NAME_MAX (255)
 def temp_name(target: str | os.PathLike[str]) -> Path:
     """A fresh hidden temporary path beside `target`, tagged with this process's id."""
     path = Path(target)
-    return path.with_name(f".{path.name[:_MAX_NAME]}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    return path.with_name(f".{path.name[:_MAX_NAME]}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
 
 
 def _fsync_folder(folder: Path) -> None:
