@@ -7,6 +7,7 @@ differs (the worker has pyarrow imported before the component's module is loaded
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -262,6 +263,25 @@ def test_the_second_stage_takes_over_and_the_first_serves_again_if_it_dies(
         task_processes.stop_warm_worker()
 
 
+def test_a_model_task_waits_for_the_stage_with_the_model_libraries_and_a_data_task_does_not(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """Started at once after the worker: `train` (a MODEL_COMPONENTS function) finds xgboost
+    imported, because it waited for the second stage; `ok`, a data task, is served at once."""
+    monkeypatch.setenv("PYTHONPATH", str(REPO))
+    monkeypatch.setenv(warm_worker.ENV_SWITCH, "1")
+    program = PROGRAM.replace('print("preloaded"', 'print("later", "xgboost" in sys.modules)\n'
+                              'print("preloaded"') + "def train():\n    ok()\n"
+    assert "train" in warm_worker.MODEL_COMPONENTS and "ok" not in warm_worker.MODEL_COMPONENTS
+    task_processes.start_warm_worker()
+    try:
+        code, out = run(kfp_command("ok", tmp_path, program), capsys)
+        assert code == 0 and "preloaded True" in out and "later False" in out
+        code, out = run(kfp_command("train", tmp_path, program), capsys)
+        assert code == 0 and "later True" in out and "env None" in out
+    finally:
+        task_processes.stop_warm_worker()
+
+
 def test_a_large_request_arrives_whole(mode: str, tmp_path: Path,
                                        capsys: pytest.CaptureFixture[str]) -> None:
     """Arguments over the 1 MB the worker reads at first go over the socket in parts."""
@@ -275,3 +295,21 @@ def test_commands_exec_would_refuse_run_cold_and_fail_as_before(
     program = PROGRAM + "# " + "x" * 200_000 + "\n"  # one argument over Linux's 128 KiB limit
     with pytest.raises(OSError, match="Argument list too long"):
         task_processes.run_task_process(kfp_command("ok", tmp_path, program))
+
+
+def test_a_run_refused_after_the_worker_started_leaves_no_worker_behind(tmp_path: Path) -> None:
+    """`skitflow run` starts the worker before it compiles; a refused parameter (exit 2) stops it."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TMPDIR": str(tmp_path), warm_worker.ENV_SWITCH: "1"}
+    result = subprocess.run([sys.executable, "-m", "skitflow", "run", "examples/tickets.yaml",
+                             "-p", "test_size=lots", "--out", str(tmp_path / "run")], cwd=REPO,
+                            capture_output=True, text=True, timeout=120, env=env)
+    assert result.returncode == 2, result.stderr
+    assert "test_size" in result.stderr and "Traceback" not in result.stderr
+    time.sleep(0.2)
+    assert not list(tmp_path.glob("skitflow-warm-*"))
+    workers = []
+    for entry in os.listdir("/proc"):
+        with contextlib.suppress(OSError):
+            if entry.isdigit() and str(tmp_path).encode() in Path(f"/proc/{entry}/cmdline").read_bytes():
+                workers.append(entry)
+    assert workers == []

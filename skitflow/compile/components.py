@@ -74,6 +74,9 @@ _DOCS = {
     "predict_trained": "Score the dataset's rows with the model trained in this run.",
     "select": "Pick the best model of a matrix sweep by its metric and decide the gate.",
 }
+#: Components whose runtime imports the model libraries (sklearn, xgboost): in a local run they
+#: wait for the warm worker's stage that has them imported (run/warm_worker.py).
+MODEL_COMPONENTS = ("split", "train", "predict", "predict_trained", "evaluate", "select")
 PARAM_PREFIX = "param_"
 #: `run.<name>` -> the component input that carries it (the value of a kfp run placeholder).
 RUN_INPUTS = {"id": "run_id", "name": "run_name", "date": "run_created"}

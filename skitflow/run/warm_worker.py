@@ -17,6 +17,12 @@ pool variables), is run warm (:func:`warm_request`); anything else runs as befor
 single-threaded when it forks: the threads its imports start (OpenBLAS's pool, jemalloc's
 background thread) are stopped and restarted around fork by the libraries' own atfork handlers.
 `SKITFLOW_WARM_WORKER=0` turns it off.
+
+The model libraries (LATER: sklearn, xgboost) are imported by a second stage that takes over
+serving when they are in, so data tasks never wait for them. A task of a component that uses
+them (split, train, evaluate, ...: `compile.components.MODEL_COMPONENTS`) waits for that stage
+instead of importing them itself, which took longer than the wait: the stage imports at idle
+priority, raised to normal once a task waits for it.
 """
 
 from __future__ import annotations
@@ -35,6 +41,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from skitflow.compile.components import MODEL_COMPONENTS
+
 #: set to 0 to run every task in a fresh interpreter
 ENV_SWITCH = "SKITFLOW_WARM_WORKER"
 #: what the worker imports before it serves tasks: what every compiled component imports (not
@@ -45,9 +53,11 @@ PRELOAD = ("argparse", "configparser", "yaml", "kfp", "kfp.dsl", "kfp.dsl.execut
            "skitflow.steps.registry", "numpy", "pandas", "pyarrow", "pyarrow.parquet",
            "pyarrow.dataset")
 #: imported by a second stage that takes over once they are in (sklearn alone can take
-#: seconds): trainer and evaluator tasks find them imported
+#: seconds; matplotlib, for the evaluation report's figures, a quarter of one): trainer and
+#: evaluator tasks find them imported
 LATER = ("sklearn", "sklearn.exceptions", "sklearn.linear_model", "sklearn.metrics",
-         "sklearn.model_selection", "xgboost")
+         "sklearn.model_selection", "xgboost", "matplotlib.figure",
+         "matplotlib.backends.backend_agg")
 #: kfp 2.17.3's wrapper for lightweight Python components (kfp/dsl/component_factory.py)
 KFP_SCRIPT = textwrap.dedent('''\
                     program_path=$(mktemp -d)
@@ -68,7 +78,8 @@ STARTUP_PREFIXES = ("PYTHON", "LD_", "LC_", "LANG", "TZ", "OMP_", "KMP_", "GOMP_
 #: Linux's limit on one argument (MAX_ARG_STRLEN), and a bound under its limit on all of them
 MAX_ARG = 131072
 MAX_EXEC = 1 << 20
-#: seconds the first task waits for the worker's imports before it runs cold
+#: seconds the first task waits for the worker's imports before it runs cold (and a model task
+#: for the second stage's, before it is served by the first)
 READY_TIMEOUT = 30.0
 
 _HEADER = struct.Struct("!I")
@@ -80,6 +91,16 @@ def enabled() -> bool:
 
 def _startup_env(env: dict[str, str]) -> dict[str, str]:
     return {k: v for k, v in env.items() if k.startswith(STARTUP_PREFIXES)}
+
+
+def uses_model_libraries(request: dict[str, Any]) -> bool:
+    """Whether the request's component is one whose runtime imports LATER (kfp's executor is told
+    which function to run with `--function_to_execute NAME`)."""
+    args = request["args"]
+    for flag, value in zip(args, args[1:], strict=False):
+        if flag == "--function_to_execute":
+            return value in MODEL_COMPONENTS
+    return False
 
 
 def warm_request(full_command: list[str], env: dict[str, str],
@@ -163,6 +184,7 @@ class WarmWorker:
         self._ready = threading.Event()
         self._failed = False
         self._stage = 0  # the second stage's pid, once started
+        self._later = threading.Event()  # set when the second stage serves, or never will
         self.process = subprocess.Popen(
             [sys.executable, "-m", __name__, self.path], stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, process_group=0,
@@ -170,12 +192,26 @@ class WarmWorker:
         threading.Thread(target=self._wait_ready, daemon=True).start()
 
     def _wait_ready(self) -> None:
+        """Read the worker's reports: `ready`, `stage PID`, then `later` from the second stage
+        once it serves; end of file (every stage closed the pipe) when it never will."""
         assert self.process.stdout is not None
         line = self.process.stdout.readline()
         self._failed = line != b"ready\n"
         self._ready.set()
-        with contextlib.suppress(ValueError, IndexError):
-            self._stage = int(self.process.stdout.readline().split()[1])
+        for line in iter(self.process.stdout.readline, b""):
+            if line.startswith(b"stage "):
+                with contextlib.suppress(ValueError, IndexError):
+                    self._stage = int(line.split()[1])
+            elif line == b"later\n":
+                break
+        self._later.set()
+
+    def _wait_for_later(self) -> None:
+        """Wait (bounded) for the second stage; it imports at idle priority until a task waits."""
+        if not self._later.is_set() and self._stage:
+            with contextlib.suppress(OSError):  # the same user's process: allowed (RLIMIT_NICE)
+                os.sched_setscheduler(self._stage, os.SCHED_OTHER, os.sched_param(0))
+        self._later.wait(READY_TIMEOUT)
 
     def submit(self, request: dict[str, Any]) -> WarmProcess | None:
         """Start a task; None when the worker cannot (the caller runs it cold)."""
@@ -183,6 +219,8 @@ class WarmWorker:
             return None
         if os.getcwd() != self.cwd:
             return None
+        if uses_model_libraries(request):
+            self._wait_for_later()
         read_end, write_end = os.pipe()
         conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
@@ -426,6 +464,7 @@ def _second_stage(listener: socket.socket) -> int | None:
     _prctl_death_signal(signal.SIGKILL)  # dies with the first stage (its guards then kill theirs)
     if os.getppid() != first:
         os._exit(0)
+    report = os.dup(1)  # the runner's pipe: `later` once this stage serves
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)
     os.close(devnull)
@@ -438,7 +477,10 @@ def _second_stage(listener: socket.socket) -> int | None:
         os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
     except BaseException:  # noqa: BLE001 - the first stage keeps serving
         os._exit(0)
-    os.write(write_end, b"r")
+    os.write(write_end, b"r")  # before `later`: the first stage has stopped accepting by then
+    with contextlib.suppress(OSError):
+        os.write(report, b"later\n")
+    os.close(report)
     _serve_until(listener, os.getpid(), None, [write_end])
     os._exit(0)
 
