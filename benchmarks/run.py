@@ -140,12 +140,9 @@ def bench_compile(cfg: Config) -> dict:
 
 _MODULES_PROBE = """
 import json, sys
-from skitflow.cli import main
-sys.argv = ["skitflow", "validate", sys.argv[1]]
-try:
-    main()
-except SystemExit as exc:
-    code = exc.code
+from pathlib import Path
+from skitflow.cli import run_plain_validate  # what `skitflow validate FILE` runs
+code = run_plain_validate([Path(sys.argv[1])])
 heavy = ("kfp", "pandas", "numpy", "pyarrow", "xgboost", "sklearn", "matplotlib", "kubernetes",
          "typer", "rich")
 found = sorted({m.split(".")[0] for m in sys.modules} & set(heavy))

@@ -48,11 +48,26 @@ def test_warnings_for_missing_local_sources_are_the_same(tmp_path: Path) -> None
 
 
 def test_fast_path_imports_neither_typer_nor_rich_nor_kfp() -> None:
-    code = ("import sys\nfrom skitflow.cli import main\ntry:\n    main()\nexcept SystemExit as exit:\n"
-            "    heavy = sorted(m for m in ('typer', 'rich', 'click', 'kfp', 'pandas') if m in sys.modules)\n"
-            "    print('heavy:', heavy, 'exit:', exit.code)\n")
-    result = _run(code, "validate", "recipes/seed-workflow.yaml")
+    code = ("import sys\nfrom pathlib import Path\nfrom skitflow.cli import run_plain_validate\n"
+            "code = run_plain_validate([Path(sys.argv[1])])\n"
+            "heavy = sorted(m for m in ('typer', 'rich', 'click', 'kfp', 'pandas') if m in sys.modules)\n"
+            "print('heavy:', heavy, 'exit:', code)\n")
+    result = _run(code, "recipes/seed-workflow.yaml")
     assert result.stdout.splitlines()[-1] == "heavy: [] exit: 0", result.stdout + result.stderr
+
+
+def test_the_console_script_exits_with_the_code_and_every_line_printed(tmp_path: Path) -> None:
+    """The fast path ends with os._exit: what it printed is flushed first, to files and pipes."""
+    script = Path(sys.executable).with_name("skitflow")
+    args = [str(script), "validate", "recipes", "tests/recipes/invalid/many-problems.yaml"]
+    piped = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert piped.returncode == 2
+    assert piped.stdout.count("ok recipes/") == len(list((REPO / "recipes").glob("*.yaml")))
+    assert piped.stderr.rstrip().endswith("problems found")
+    with (tmp_path / "out").open("w") as out, (tmp_path / "err").open("w") as err:
+        to_files = subprocess.run(args, cwd=REPO, stdout=out, stderr=err, timeout=120)
+    assert to_files.returncode == 2
+    assert ((tmp_path / "out").read_text(), (tmp_path / "err").read_text()) == (piped.stdout, piped.stderr)
 
 
 @pytest.mark.parametrize(("argv", "plain"), [

@@ -6,7 +6,6 @@ settings, options and columns is found here, all at once, each at its line in th
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Iterable, Mapping, Sequence
@@ -17,7 +16,6 @@ from pydantic import ValidationError
 
 from skitflow import __version__
 from skitflow.errors import Problem, RecipeError, did_you_mean
-from skitflow.expressions import ExpressionError, parse, problem_in_source
 from skitflow.plan.gates import gate_problems
 from skitflow.recipe.loader import LoadedRecipe, pydantic_problems
 from skitflow.recipe.matrix import Loop
@@ -767,6 +765,8 @@ class _Planner:
         text = split.options.when
         if not text:
             return None
+        from skitflow.expressions import ExpressionError, problem_in_source  # only for `when:`
+
         path = ("split", "when")
         try:
             parsed = parse_when(text, tuple(self.recipe.parameters))
@@ -822,6 +822,8 @@ def parse_when(text: str, parameters: tuple[str, ...]) -> tuple:
     Read by the one expression parser (the runtime evaluates the data form with the same
     evaluator); raises ExpressionError pointing into `text`.
     """
+    from skitflow.expressions import ExpressionError, parse  # 6 ms: only recipes with `when:`
+
     expression = parse(text)
     for name in sorted(expression.params):
         if name not in parameters:
@@ -856,6 +858,8 @@ def recipe_hash(recipe: Recipe) -> str:
     for section in ("predict", "matrix"):
         if data.get(section) is None:
             data.pop(section, None)
+    import hashlib  # 2 ms, and `skitflow validate` never gets here
+
     text = json.dumps(data, sort_keys=True, default=_json_default, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 

@@ -22,6 +22,7 @@ from typing import Any
 from skitflow.steps.base import ArtifactFile, Kind, RunContext, Step
 from skitflow.util.atomic import write_text
 from skitflow.util.datasets import NotStreamable, chunk_writer, read_dataset, write_dataset
+from skitflow.util.imports import gc_paused
 from skitflow.util.metadata import bounded
 from skitflow.util.redact import redact
 
@@ -364,18 +365,11 @@ def _begin(spec: str, params: Mapping[str, Any], artifact: Any,
 
 
 def _import_frame_libraries() -> None:
-    """Import pandas and pyarrow with the cyclic garbage collector paused, then freeze what the
-    imports made: their long-lived objects are never scanned again, which makes the imports,
-    later collections and the interpreter's exit cheaper (a task is a short process)."""
-    import gc
-
-    gc.disable()
-    try:
+    """Import pandas and pyarrow with the cyclic garbage collector paused (a task is a short
+    process: see `gc_paused`)."""
+    with gc_paused():
         import pandas  # noqa: F401
         import pyarrow.parquet  # noqa: F401
-    finally:
-        gc.freeze()
-        gc.enable()
 
 
 Outputs = collections.namedtuple("Outputs", ["rows", "probe"])

@@ -16,6 +16,7 @@ from types import ModuleType
 
 from skitflow.errors import SkitflowError, did_you_mean
 from skitflow.steps.base import Kind, Step
+from skitflow.util.imports import gc_paused
 
 ENTRY_POINT_GROUP = "skitflow.steps"
 #: the distribution whose entry point lists the built-in steps
@@ -96,7 +97,9 @@ class Registry:
         """Import a built-in step's own module the first time the step is asked for."""
         module = self._lazy.pop(key, None)
         if module is not None:
-            for step in _steps_in(importlib.import_module(module)):
+            with gc_paused():  # a step module builds its settings' pydantic validators
+                imported = importlib.import_module(module)
+            for step in _steps_in(imported):
                 if (step.kind, step.name) == key:
                     self._entries[key] = Registered(step, BUILTIN_PACKAGE)
         return self._entries.get(key)
