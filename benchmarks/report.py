@@ -175,6 +175,11 @@ def _details(name: str, result: dict) -> list[str]:
     elif name == "validate":
         lines.append(f"kfp imported by `skitflow validate`: {'yes' if d['kfp_imported'] else 'no'} "
                      f"(heavy modules loaded: {', '.join(d['heavy_modules_imported']) or 'none'}).")
+        if d.get("pydantic_floor_s") is not None:
+            lines.append(f"\nFloor of any pydantic validation of it (yaml, pydantic's BaseModel and "
+                         f"importlib.metadata imported, one model): {d['pydantic_floor_s']:.3f} s, "
+                         f"against skitflow's {d['skitflow_beside_floor_s']:.3f} s in the same "
+                         f"alternation.")
     elif name == "scale":
         for variant, s in d.items():
             points = ", ".join(f"{n}: {t:.3f} s" for n, t in s["points_s"].items())

@@ -158,6 +158,14 @@ def bench_validate(cfg: Config) -> dict:
         lambda i: run([PYTHON, "-c", parse], logs("validate") / f"baseline-{i}.log"),
         cfg.reps(5, 2), warmup=1,
     )
+    # the least any pydantic validation of it costs: yaml, pydantic's BaseModel and
+    # importlib.metadata (pydantic's plugin loader imports it; so does the plugin scan), one model
+    floor = (f"import yaml, importlib.metadata\nfrom pydantic import BaseModel\n"
+             f"class One(BaseModel):\n    x: int\nOne(x=1); yaml.safe_load(open({SEED!r}))")
+    floors = alternate(
+        lambda i: run([*SKITFLOW, "validate", SEED], logs("validate") / f"skitflow-floor-{i}.log"),
+        lambda i: run([PYTHON, "-c", floor], logs("validate") / f"floor-{i}.log"),
+        cfg.reps(5, 2), names=("skitflow", "floor"))
     probe_log = logs("validate") / "modules.log"
     run([PYTHON, "-c", _MODULES_PROBE, SEED], probe_log)
     probe = json.loads(next(line for line in probe_log.read_text().splitlines()
@@ -168,8 +176,11 @@ def bench_validate(cfg: Config) -> dict:
         "title": "validate",
         "rows": [result],
         "details": {"heavy_modules_imported": probe["heavy_modules"],
-                    "kfp_imported": "kfp" in probe["heavy_modules"]},
-        "commands": {"skitflow": f"skitflow validate {SEED}", "baseline": f"python -c {parse!r}"},
+                    "kfp_imported": "kfp" in probe["heavy_modules"],
+                    "pydantic_floor_s": floors.median("floor", "wall_s"),
+                    "skitflow_beside_floor_s": floors.median("skitflow", "wall_s")},
+        "commands": {"skitflow": f"skitflow validate {SEED}", "baseline": f"python -c {parse!r}",
+                     "floor": f"python -c {floor!r}"},
     }
 
 
