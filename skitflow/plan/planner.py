@@ -212,9 +212,7 @@ def _looped(loaded: LoadedRecipe, registry: Registry, loop: Loop) -> Plan:
             "(a ParallelFor): the open-source Kubeflow backend cannot collect a loop's outputs",
             f"list the values in the recipe (`{loop.name}: [a, b]`) to compare them with `select:`",
             key=True)])
-    items = loaded.recipe.parameters[loop.items]
-    first = items.default[0] if isinstance(items.default, list) and items.default else ""
-    item = Parameter(type="str", default=str(first), description=f"an item of params.{loop.items}")
+    item = Parameter(**loop.item_declaration(loaded.recipe.parameters[loop.items].default))
     recipe = loaded.recipe.model_copy(update={"parameters": {**loaded.recipe.parameters, loop.item: item}})
     plan = _Planner(replace(loaded, recipe=recipe), registry).build()
     parameters = {name: LoopItems.model_validate(spec.model_dump()) if name == loop.items else spec
@@ -782,7 +780,7 @@ class _Planner:
             return Condition(label=f"when-{name}".replace("_", "-"), op=op, value=value, param=name)
         # A data condition: the task that made the dataset evaluates it and outputs `probe`.
         index = next(i for i, t in enumerate(tasks) if t.id == dataset.task)
-        tasks[index] = _replace(tasks[index], probe=text)
+        tasks[index] = replace(tasks[index], probe=text)
         return Condition(label="when-data", op="==", value=True, ref=Ref(dataset.task, "probe"))
 
 
@@ -791,15 +789,7 @@ def _names(items: Iterable[_Item]) -> str:
 
 
 def _staged(item: _Item, stage: str) -> StepCall:
-    from dataclasses import replace
-
     return replace(item.call, stage=stage)
-
-
-def _replace(task: Task, **changes: Any) -> Task:
-    from dataclasses import replace
-
-    return replace(task, **changes)
 
 
 def skip_when_empty(tasks: list[Task]) -> list[Task]:
@@ -809,7 +799,7 @@ def skip_when_empty(tasks: list[Task]) -> list[Task]:
     """
     source = tasks[0]
     guard = Condition(label="source-has-rows", op=">", value=0, ref=Ref(source.id, "rows"))
-    return [_replace(source, on_empty="skip"), *(_replace(t, guard=guard) for t in tasks[1:])]
+    return [replace(source, on_empty="skip"), *(replace(t, guard=guard) for t in tasks[1:])]
 
 
 #: The names a data condition (`when:` not on a parameter) can read: the dataset's size and columns.

@@ -181,13 +181,10 @@ def _load_loop(raw: dict[str, Any], source_map: SourceMap, text: str,
                environ: Mapping[str, str], partial: bool, loop: Loop) -> LoadedRecipe:
     from skitflow.recipe.templating import run_time_marker
 
-    items = raw["parameters"][loop.items]
-    default = items.get("default")
-    first = default[0] if isinstance(default, list) and default else ""
     # the item is declared while the recipe renders and validates (its type, a value for the
     # checks made with defaults), then taken out: the planner declares it again for its tasks
-    with_item = {**raw, "parameters": {**raw["parameters"], loop.item: {
-        "type": "str", "default": str(first), "description": f"an item of params.{loop.items}"}}}
+    item = loop.item_declaration(raw["parameters"][loop.items].get("default"))
+    with_item = {**raw, "parameters": {**raw["parameters"], loop.item: item}}
     problems: list[Problem] = []
     recipe = _validated(with_item, source_map, environ, problems,
                         {loop.name: run_time_marker(loop.item)})

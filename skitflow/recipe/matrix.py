@@ -97,6 +97,12 @@ class Loop:
     def describe(self) -> str:
         return f"decided at run time (ParallelFor over params.{self.items})"
 
+    def item_declaration(self, items_default: Any) -> dict[str, str]:
+        """The item declared as a parameter while the recipe is checked and planned: text,
+        valued as the first item of the list's default (for the checks made with defaults)."""
+        first = items_default[0] if isinstance(items_default, list) and items_default else ""
+        return {"type": "str", "default": str(first), "description": f"an item of params.{self.items}"}
+
 
 def run_time_loop(raw: Any, parameters: Any, source_map: SourceMap) -> Loop | None:
     """The `Loop` of a matrix like `{client: "{{ params.clients }}"}`, None for static lists;
