@@ -262,6 +262,20 @@ def _tagged_json(log: Path, tag: str) -> dict:
     return {}
 
 
+def _skitflow_run(bench: str, recipe: str, i: int, work: Path, **params: object) -> tuple[Sample, Path]:
+    """One measured `skitflow run RECIPE --no-cache` into work/skitflow, its `out_dir` parameter
+    under it; the sample carries what the run left (`_run_folder`). Returns it and its log."""
+    out = work / "skitflow"
+    clean(out)
+    log = logs(bench) / f"skitflow-{i}.log"
+    assignments = [arg for name, value in {**params, "out_dir": out / "published"}.items()
+                   for arg in ("-p", f"{name}={value}")]
+    sample = run([*SKITFLOW, "run", recipe, "--no-cache", "--out", str(out), *assignments], log,
+                 sample_tree=True)
+    sample.extra = _run_folder(out)
+    return sample, log
+
+
 def _run_folder(out: Path) -> dict:
     """What a finished `skitflow run` left: tasks, seconds per task, artifact bytes."""
     summary = json.loads((out / "summary.json").read_text())
@@ -303,14 +317,9 @@ def _local_run_at(cfg: Config, rows: int) -> dict:
     work = RAW / "work" / "local-run"
 
     def ours(i: int) -> Sample:
-        out = work / "skitflow"
-        clean(out)
-        log = logs("local_run") / f"skitflow-{i}.log"
-        sample = run([*SKITFLOW, "run", LOCAL_RUN, "--no-cache", "--out", str(out),
-                      "-p", f"data={data}", "-p", f"out_dir={out / 'published'}"],
-                     log, sample_tree=True)
+        sample, log = _skitflow_run("local_run", LOCAL_RUN, i, work, data=data)
         fit = re.search(r"trained: \d+ boosting rounds in ([\d.]+) s", log.read_text())
-        sample.extra = {**_run_folder(out), "fit_s": float(fit.group(1)) if fit else 0.0}
+        sample.extra["fit_s"] = float(fit.group(1)) if fit else 0.0
         return sample
 
     def theirs(i: int) -> Sample:
@@ -376,13 +385,7 @@ def bench_tickets(cfg: Config) -> dict:
     work = RAW / "work" / "tickets"
 
     def ours(i: int) -> Sample:
-        out = work / "skitflow"
-        clean(out)
-        log = logs("tickets") / f"skitflow-{i}.log"
-        sample = run([*SKITFLOW, "run", TICKETS, "--no-cache", "--out", str(out),
-                      "-p", f"out_dir={out / 'published'}"], log, sample_tree=True)
-        sample.extra = _run_folder(out)
-        return sample
+        return _skitflow_run("tickets", TICKETS, i, work)[0]
 
     def theirs(i: int) -> Sample:
         out = work / "baseline"
