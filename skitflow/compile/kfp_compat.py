@@ -290,6 +290,18 @@ def _run_dag_in_parallel(
                   executors=executors, io_store=io_store, pipeline_root=pipeline_root,
                   runner=runner, unique_pipeline_id=unique_pipeline_id, fail_stack=fail_stack)
 
+    def execute(name: str, spec: Any) -> bool:
+        """Run one task, record its status and (when it succeeded) its outputs; True when it failed."""
+        outputs, task_status = enhanced.execute_task(task_name=name, task_spec=spec, **common)
+        failed = task_status == status.Status.FAILURE
+        io_store.put_task_status(name, "FAILED" if failed else "SUCCEEDED")
+        if failed:
+            fail_stack.append(name)
+            return True
+        for key, output in outputs.items():
+            io_store.put_task_output(name, key, output)
+        return False
+
     def run_one(name: str) -> bool:
         """Run one body task; True when it failed."""
         spec, kind = body[name], kinds[name]
@@ -301,14 +313,7 @@ def _run_dag_in_parallel(
                 spec.trigger_policy.condition, io_store):
             logging.info(f"Skipping conditional task {name} (condition evaluated to False)")
             return False
-        outputs, task_status = enhanced.execute_task(task_name=name, task_spec=spec, **common)
-        io_store.put_task_status(name, "SUCCEEDED" if task_status == status.Status.SUCCESS else "FAILED")
-        if task_status == status.Status.FAILURE:
-            fail_stack.append(name)
-            return True
-        for key, output in outputs.items():
-            io_store.put_task_output(name, key, output)
-        return False
+        return execute(name, spec)
 
     # kfp's topological order, popped from the right: ready tasks start in that order
     order = graph_utils.topological_sort_tasks(body)[::-1] if body else []
@@ -355,14 +360,7 @@ def _run_dag_in_parallel(
         return {}, status.Status.FAILURE
     exit_failed = False
     for name, spec in exit_tasks:
-        outputs, task_status = enhanced.execute_task(task_name=name, task_spec=spec, **common)
-        io_store.put_task_status(name, "SUCCEEDED" if task_status == status.Status.SUCCESS else "FAILED")
-        if task_status == status.Status.SUCCESS:
-            for key, output in outputs.items():
-                io_store.put_task_output(name, key, output)
-        else:
-            fail_stack.append(name)
-            exit_failed = True
+        exit_failed = execute(name, spec) or exit_failed
     if body_failed or exit_failed:
         return {}, status.Status.FAILURE
     return OrchestratorUtils.get_dag_outputs(dag_outputs_spec=dag_component_spec.dag.outputs,
