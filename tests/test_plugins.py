@@ -90,6 +90,19 @@ def test_two_steps_with_one_name_is_an_error_naming_both_packages(tmp_path: Path
     assert "Traceback" not in result.stderr
 
 
+def test_a_plugin_whose_settings_cannot_be_built_is_refused_naming_its_package(tmp_path: Path) -> None:
+    target = tmp_path / "site"
+    _install("skitflow-broken-plugin", target)
+    (tmp_path / "recipe.yaml").write_text(RECIPE.replace("title_case", "dropna"))
+    env = {**os.environ, "PYTHONPATH": str(target)}
+    for command in (["steps"], ["validate", "recipe.yaml"]):
+        result = skitflow(*command, env=env, cwd=tmp_path)
+        assert result.returncode in (1, 2), result.stderr  # validate reports every problem: 2
+        assert "could not load steps from package `skitflow-broken-plugin`" in result.stderr
+        assert "skitflow_broken_plugin.Opaque" in result.stderr
+        assert "Traceback" not in result.stderr
+
+
 def test_a_compiled_plugin_step_names_its_package_not_its_module(demo_plugin, tmp_path: Path) -> None:
     (tmp_path / "recipe.yaml").write_text(RECIPE)
     result = skitflow("compile", "recipe.yaml", "--target", "local", "-o", "package.yaml",

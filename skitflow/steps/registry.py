@@ -162,19 +162,22 @@ def discover() -> Registry:
     entries: list[Registered] = []
     lazy: dict[tuple[str, str], str] = {}
     for point in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda p: p.value):
-        package = point.dist.name if point.dist is not None else point.value
-        if package == BUILTIN_PACKAGE and point.value == BUILTIN_ENTRY_POINT:
-            lazy.update(BUILTIN_MODULES)
+        if point.value == BUILTIN_ENTRY_POINT:  # our own list, whoever declares it: no need to
+            lazy.update(BUILTIN_MODULES)        # read (parse) the distribution's metadata
             continue
+        package = point.dist.name if point.dist is not None else point.value
         try:
             loaded = point.load()
+            steps = _steps_in(loaded)
+            for step in steps:  # a plugin's settings that cannot be built fail here, named
+                step.Settings.model_rebuild()
         except Exception as exc:  # a broken plugin must not hide which one it was
             raise SkitflowError(
                 f"could not load steps from package `{package}` (entry point `{point.name}`): {exc}",
                 hint=f"fix or uninstall `{package}`",
                 exit_code=1,
             ) from exc
-        entries.extend(Registered(step, package) for step in _steps_in(loaded))
+        entries.extend(Registered(step, package) for step in steps)
     return Registry(entries, lazy)
 
 
