@@ -33,8 +33,9 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from skitflow.connectors.s3_errors import ErrorTranslator, error_code, exists_error, with_code
+from skitflow.connectors.s3_uri import S3Uri, is_s3_uri, parse_uri
 from skitflow.errors import RemoteError, StepFailed, did_you_mean
-from skitflow.util.globs import glob_pattern, glob_prefix, is_glob
+from skitflow.util.globs import glob_pattern, glob_prefix
 from skitflow.util.retry import RetryPolicy
 
 __all__ = [
@@ -58,51 +59,9 @@ DEFAULT_PART_SIZE = 16 * MiB
 DEFAULT_MULTIPART_THRESHOLD = 64 * MiB
 
 ENDPOINT_VARIABLES = ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "S3_ENDPOINT_URL")
-_BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]$")
 
 
-# -- addresses ----------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class S3Uri:
-    """``s3://bucket/key``; a key ending in ``/`` (or empty) is a prefix, one with * ? [ a glob."""
-
-    bucket: str
-    key: str
-
-    def __str__(self) -> str:
-        return f"s3://{self.bucket}/{self.key}"
-
-    @property
-    def is_prefix(self) -> bool:
-        return self.key == "" or self.key.endswith("/")
-
-    @property
-    def is_glob(self) -> bool:
-        return is_glob(self.key)
-
-    def with_key(self, key: str) -> S3Uri:
-        return S3Uri(self.bucket, key)
-
-
-def is_s3_uri(text: str) -> bool:
-    return text[:5].lower() == "s3://"
-
-
-def parse_uri(uri: str) -> S3Uri:
-    """Split ``s3://bucket/key``; raises ValueError (a settings error) when it is not one."""
-    if not is_s3_uri(uri):
-        raise ValueError(f"`{uri}` is not an s3:// URI; write s3://bucket/key")
-    bucket, _, key = uri[5:].partition("/")
-    if not bucket:
-        raise ValueError(f"`{uri}` names no bucket; write s3://bucket/key")
-    if "{{" not in bucket and not _BUCKET_NAME.match(bucket):
-        raise ValueError(
-            f"`{bucket}` is not a valid bucket name (3-63 lowercase letters, digits, dots and "
-            "hyphens)"
-        )
-    return S3Uri(bucket, key)
+# -- objects ------------------------------------------------------------------------------------
 
 
 @dataclasses.dataclass(frozen=True)

@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from skitflow.connectors.s3_uri import is_s3_uri
 from skitflow.steps.base import ArtifactFile, Kind, RunContext, Step
 from skitflow.util.atomic import write_text
 from skitflow.util.datasets import NotStreamable, chunk_writer, read_dataset, write_dataset
@@ -603,7 +604,7 @@ def _gate(run: _TaskRun, call: _Call | None, test: Any, scalars: Mapping[str, fl
 
 def _published_model(where: str, run: _TaskRun) -> str | None:
     """A local path of the bundle published at `where`, or None when nothing is there yet."""
-    if where.lower().startswith("s3://"):
+    if is_s3_uri(where):
         from skitflow.connectors.s3 import open_if_present
 
         return open_if_present(where, os.path.join(run.ctx.workdir, ".published"), environ=os.environ)
@@ -733,7 +734,7 @@ def predict(data: Any, model: Any, out: Any, spec: str, params: Mapping[str, Any
 
 def _model_file(where: str, run: _TaskRun) -> str:
     """A local path for the bundle at `where` (a path, a file:// URL or an s3:// URI)."""
-    if where.lower().startswith("s3://"):
+    if is_s3_uri(where):
         from skitflow.connectors.s3 import open_for_read
 
         return open_for_read(where, os.path.join(run.ctx.workdir, ".model"), environ=os.environ)

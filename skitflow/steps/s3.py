@@ -8,7 +8,6 @@ stays fast.
 
 from __future__ import annotations
 
-import mimetypes
 import os
 import tempfile
 from collections.abc import Mapping
@@ -16,6 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import Field, field_validator
 
+from skitflow.connectors.s3_uri import is_s3_uri, parse_uri
 from skitflow.errors import StepFailed, did_you_mean
 from skitflow.steps.base import ArtifactFile, RunContext, SinkStep, SourceStep
 from skitflow.steps.sinks import WriteSettings, artifact_file_name
@@ -34,13 +34,7 @@ _CONTENT_TYPES = {"parquet": "application/vnd.apache.parquet", "csv": "text/csv"
                   "html": "text/html"}
 
 
-def _is_s3(uri: str) -> bool:
-    return uri[:5].lower() == "s3://"
-
-
 def _check_s3_uri(uri: str) -> str:
-    from skitflow.connectors.s3 import parse_uri  # light: no boto3 at import time
-
     parse_uri(uri)
     return uri
 
@@ -85,7 +79,7 @@ class S3Sink(SinkStep):
         @field_validator("uri")
         @classmethod
         def _known_target(cls, uri: str) -> str:
-            if _is_s3(uri):
+            if is_s3_uri(uri):
                 return _check_s3_uri(uri)
             scheme = uri.split("://", 1)[0].lower() if "://" in uri else ""
             if scheme not in ("", "file"):
@@ -104,9 +98,9 @@ class S3Sink(SinkStep):
                 f"{settings.format}; only datasets can be converted",
                 hint="use `format: auto` to write it as it is",
             )
-        if not _is_s3(settings.uri):
+        if not is_s3_uri(settings.uri):
             return self._write_local(artifact, settings, ctx)
-        from skitflow.connectors.s3 import S3, parse_uri
+        from skitflow.connectors.s3 import S3
 
         file_format = settings.format if convert else artifact.format
         target = parse_uri(settings.uri)
@@ -180,6 +174,8 @@ def _scratch_root(ctx: RunContext) -> str | None:
 def _content_type(file_format: str, key: str) -> str:
     if file_format in _CONTENT_TYPES:
         return _CONTENT_TYPES[file_format]
+    import mimetypes  # it reads the system's type tables; validating never gets here
+
     guessed, _ = mimetypes.guess_type(key)
     return guessed or "application/octet-stream"
 
@@ -223,7 +219,7 @@ class S3ObjectsSource(SourceStep):
         @field_validator("uri")
         @classmethod
         def _s3_only(cls, uri: str) -> str:
-            if not _is_s3(uri):
+            if not is_s3_uri(uri):
                 raise ValueError("s3 reads s3:// URIs; use the csv source for local files")
             return _check_s3_uri(uri)
 

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
+from skitflow.connectors.s3_uri import is_s3_uri
 from skitflow.errors import RemoteError, StepFailed, did_you_mean
 from skitflow.steps.base import NotStreamable, RunContext, SourceStep, StepSettings
 from skitflow.steps.columns import CastType, ColumnList, convert_column
@@ -219,7 +220,7 @@ def _locations(path: str, ctx: RunContext) -> list[str]:
     import glob
     import os
 
-    if path.lower().startswith("s3://"):
+    if is_s3_uri(path):
         from skitflow.connectors.s3 import fetch_all
 
         return fetch_all(path, os.path.join(ctx.workdir, "csv-source"), environ=ctx.environ)
