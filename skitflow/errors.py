@@ -8,7 +8,6 @@ boundary where they happen, so nothing downstream has to know about yaml, pydant
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -123,6 +122,8 @@ class RemoteError(SkitflowError):
 
 def did_you_mean(word: str, candidates: Iterable[str]) -> str | None:
     """A "did you mean `x`?" hint for the closest candidate, or None when nothing is close."""
+    import difflib  # only for a wrong name: most runs never pay for it
+
     matches = difflib.get_close_matches(str(word), sorted(set(candidates)), n=1, cutoff=0.6)
     return f"did you mean `{matches[0]}`?" if matches else None
 

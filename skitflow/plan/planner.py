@@ -6,7 +6,6 @@ settings, options and columns is found here, all at once, each at its line in th
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -848,7 +847,8 @@ def recipe_hash(recipe: Recipe) -> str:
     for section in ("predict", "matrix"):
         if data.get(section) is None:
             data.pop(section, None)
-    import hashlib  # 2 ms, and `skitflow validate` never gets here
+    import hashlib  # hashlib and json: `skitflow validate` never gets here
+    import json
 
     text = json.dumps(data, sort_keys=True, default=_json_default, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]

@@ -17,14 +17,17 @@ from typing import TYPE_CHECKING, Any
 from pydantic import Field
 
 from skitflow.errors import StepFailed
-from skitflow.steps import report as pages
 from skitflow.steps.base import Direction, Evaluation, EvaluatorStep, RunContext, StepSettings
-from skitflow.steps.bundle import Bundle, load_bundle
-from skitflow.steps.estimators import checked_target
 
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
+
+    from skitflow.steps import report as pages
+    from skitflow.steps.bundle import Bundle
+
+# The bundle, estimator and report modules are imported where a task uses them: validating a
+# recipe needs only the settings and metrics above.
 
 #: Confusion matrices with more classes than this are drawn without numbers in the cells.
 ANNOTATE_MAX_CLASSES = 25
@@ -61,6 +64,9 @@ class Classification(EvaluatorStep):
         self, model_path: str, test: pd.DataFrame, settings: ClassificationSettings, ctx: RunContext
     ) -> Evaluation:
         import pandas as pd
+
+        from skitflow.steps import report as pages
+        from skitflow.steps.bundle import load_bundle
 
         bundle = load_bundle(model_path)
         meta = bundle.metadata
@@ -201,6 +207,9 @@ class Regression(EvaluatorStep):
         import pandas as pd
         from sklearn import metrics
 
+        from skitflow.steps import report as pages
+        from skitflow.steps.bundle import load_bundle
+
         bundle = load_bundle(model_path)
         meta = bundle.metadata
         if meta.get("task") != "regression":
@@ -246,6 +255,8 @@ def _log(ctx: RunContext) -> Any:
 
 
 def _target(test: pd.DataFrame, column: str) -> pd.Series:
+    from skitflow.steps.estimators import checked_target
+
     return checked_target(test, column, "test set")
 
 
@@ -266,6 +277,8 @@ def _classification_report(
     labels: list[str],
     matrix: list[list[int]],
 ) -> pages.Report:
+    from skitflow.steps import report as pages
+
     report = pages.Report(f"Classification: {target}", pages.subtitle(ctx), scalars)
     report.add("Metrics", lambda: pages.metrics_table(scalars))
     report.add("Per class", lambda: pages.per_class_table(per_class))
@@ -280,6 +293,8 @@ def _curves(actual: np.ndarray, probabilities: np.ndarray, classes: list[str]) -
     import numpy as np
     from matplotlib.figure import Figure
     from sklearn.metrics import auc, precision_recall_curve, roc_curve
+
+    from skitflow.steps import report as pages
 
     positive = [1] if len(classes) == 2 else list(range(len(classes)))
     drawn = [c for c in positive if 0 < int(np.sum(actual == c)) < len(actual)][:CURVES_MAX_CLASSES]
@@ -309,6 +324,8 @@ def _confusion_png(labels: list[str], matrix: list[list[int]]) -> bytes:
     import numpy as np
     from matplotlib.figure import Figure
 
+    from skitflow.steps import report as pages
+
     counts = np.asarray(matrix)
     n = len(labels)
     side = min(16.0, 2.5 + 0.6 * n)
@@ -331,6 +348,8 @@ def _confusion_png(labels: list[str], matrix: list[list[int]]) -> bytes:
 def _scatter_png(actual: np.ndarray, predicted: np.ndarray, target: str) -> bytes:
     import numpy as np
     from matplotlib.figure import Figure
+
+    from skitflow.steps import report as pages
 
     if len(actual) > SCATTER_MAX_POINTS:
         rows = np.random.default_rng(0).choice(len(actual), SCATTER_MAX_POINTS, replace=False)

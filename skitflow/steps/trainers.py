@@ -20,20 +20,15 @@ from pydantic import Field, field_validator, model_validator
 
 from skitflow.errors import StepFailed, did_you_mean
 from skitflow.steps.base import RunContext, StepSettings, Trained, TrainerStep
-from skitflow.steps.estimators import (
-    Design,
-    LinearModel,
-    Rows,
-    XGBoostModel,
-    checked_target,
-    design_matrix,
-    take_rows,
-    versions,
-)
 
 if TYPE_CHECKING:
     import pandas as pd
     import xgboost as xgb
+
+    from skitflow.steps.estimators import Design, Rows
+
+# skitflow.steps.estimators (the fitted models and their design matrices) is imported by `fit`:
+# validating a recipe needs only the settings below.
 
 #: Version of the metadata layout, bumped when keys change meaning.
 METADATA_VERSION = 1
@@ -218,6 +213,8 @@ class XGBoost(TrainerStep):
     def fit(self, rows: Rows, settings: XGBoostSettings, ctx: RunContext) -> Trained:
         import xgboost as xgb
 
+        from skitflow.steps.estimators import XGBoostModel, design_matrix, take_rows, versions
+
         log, started, train, target, task, features = _begin(rows, settings, settings.categorical, ctx)
         categories = {
             c: _categories_of(train[c], c, settings.max_categories)
@@ -340,6 +337,8 @@ class Linear(TrainerStep):
         from sklearn.exceptions import ConvergenceWarning
         from sklearn.linear_model import LogisticRegression, Ridge
 
+        from skitflow.steps.estimators import LinearModel, design_matrix, versions
+
         log, started, train, target, task, features = _begin(rows, settings, [], ctx)
         design = _design(features, {}, rows)
         x = design_matrix(rows, design, categorical_ok=False)
@@ -393,6 +392,8 @@ def _begin(rows: Rows, settings: TrainerSettings, categorical: Sequence[str], ct
            ) -> tuple[Any, float, pd.DataFrame, pd.Series, str, list[str]]:
     """What every trainer starts with: (log, start time, train frame, checked target, task,
     dense feature columns)."""
+    from skitflow.steps.estimators import checked_target
+
     log = ctx.log or (lambda _line: None)
     started = time.perf_counter()
     train = rows.frame
@@ -425,6 +426,8 @@ def _labels(target: pd.Series, task: str, column: str) -> tuple[Any, list[Any] |
 
 
 def _design(features: list[str], categories: dict[str, list[Any]], rows: Rows) -> Design:
+    from skitflow.steps.estimators import Design
+
     return Design(features, categories, [{"name": b.name, "width": b.width} for b in rows.blocks])
 
 
