@@ -8,6 +8,7 @@ path such as ``("steps", 2, "dropna", "columns")`` here and point at the right c
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import re
 from collections.abc import Sequence
@@ -62,9 +63,16 @@ def parse_yaml(text: str, file: str) -> tuple[Any, SourceMap]:
     Only plain YAML is read: mappings, lists, strings, numbers, booleans, null and dates written
     as such. Raises RecipeError for syntax errors, explicit tags, duplicate keys, multi-document
     files, and for a document over the limits in `skitflow.util.limits`.
+
+    The events come from libyaml where it reads the text exactly as PyYAML's own parser does
+    (`reads_alike`; tests/test_sourcemap_parsers.py compares the two), six times faster; any
+    other text, and every text libyaml refuses, is parsed by PyYAML's parser, whose errors and
+    positions are the ones users see.
     """
-    source_map = SourceMap(file)
     check_size(text, file)
+    if _CSafeLoader is not None and reads_alike(text):
+        with contextlib.suppress(yaml.YAMLError):  # reported below, by PyYAML's parser
+            return _build(_CSafeLoader(text), file)
     try:
         loader = yaml.SafeLoader(text)
     except yaml.reader.ReaderError as exc:
@@ -73,18 +81,41 @@ def parse_yaml(text: str, file: str) -> tuple[Any, SourceMap]:
             offset_location(text, exc.position, file),
             "remove control characters; save the file as UTF-8 text",
         ) from None
-    builder = _Builder(loader, source_map)
     try:
-        value = builder.build()
+        return _build(loader, file)
     except yaml.MarkedYAMLError as exc:
         raise _syntax_error(exc, text, file) from None
     except yaml.YAMLError as exc:  # errors without marks (rare: reader errors)
         raise RecipeError(f"YAML syntax error: {exc}", Location(file, 1, 1)) from None
+
+
+def _build(loader: Any, file: str) -> tuple[Any, SourceMap]:
+    """The value and source map from `loader`'s events (SafeLoader or CSafeLoader)."""
+    source_map = SourceMap(file)
+    builder = _Builder(loader, source_map)
+    try:
+        value = builder.build()
     finally:
         loader.dispose()
     if builder.problems:
         raise RecipeError(problems=builder.problems)
     return value, source_map
+
+
+_CSafeLoader: Any = getattr(yaml, "CSafeLoader", None)  # None where PyYAML was built without libyaml
+#: Where libyaml and PyYAML's parser part ways, found by comparing them on generated documents
+#: (tests/test_sourcemap_parsers.py keeps comparing): a tab, which PyYAML refuses inside plain
+#: values; a BOM; `?`, which PyYAML reads as a key inside flow collections; a `!` starting a
+#: token (tag handles PyYAML refuses); a comment right after a block scalar's `|` or `>`; an empty
+#: value in a flow collection (`{a: }`, placed one column apart). A text without a final line
+#: break ends its block collections at different marks.
+_PARSERS_DIFFER = re.compile(r"[\t\ufeff?]|(?<![^\s\[{,])!|[|>][-+0-9]*#|:\s*[,}\]]")
+
+
+def reads_alike(text: str) -> bool:
+    """Whether libyaml gives the same events and positions as PyYAML's parser for `text`."""
+    return (text.endswith("\n") and _PARSERS_DIFFER.search(text) is None
+            and yaml.reader.Reader.NON_PRINTABLE.search(text) is None)
 
 
 def check_size(text: str, file: str) -> None:
