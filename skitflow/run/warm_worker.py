@@ -18,11 +18,13 @@ single-threaded when it forks: the threads its imports start (OpenBLAS's pool, j
 background thread) are stopped and restarted around fork by the libraries' own atfork handlers.
 `SKITFLOW_WARM_WORKER=0` turns it off.
 
-The model libraries (LATER: sklearn, xgboost) are imported by a second stage that takes over
-serving when they are in, so data tasks never wait for them. A task of a component that uses
-them (split, train, evaluate, ...: `compile.components.MODEL_COMPONENTS`) waits for that stage
-instead of importing them itself, which took longer than the wait: the stage imports at idle
-priority, raised to normal once a task waits for it.
+The model libraries (LATER) are imported by later stages, each forked by the one before and
+taking over serving once its group is in, so data tasks never wait for them: first sklearn and
+xgboost, then matplotlib. A task of a component that uses them (split, train, evaluate, ...:
+`compile.components.MODEL_COMPONENTS`) waits for the stage it needs (`stage_needed`: the last
+for the tasks that draw the report's figures) instead of importing them itself, which took
+longer than the wait: a stage imports at idle priority, raised to normal once a task waits for
+it. The split task no longer waits for matplotlib.
 """
 
 from __future__ import annotations
@@ -52,12 +54,16 @@ PRELOAD = ("argparse", "configparser", "yaml", "kfp", "kfp.dsl", "kfp.dsl.execut
            "skitflow.recipe.coerce", "skitflow.recipe.templating", "skitflow.steps.columns",
            "skitflow.steps.registry", "numpy", "pandas", "pyarrow", "pyarrow.parquet",
            "pyarrow.dataset")
-#: imported by a second stage that takes over once they are in (sklearn alone can take
-#: seconds; matplotlib, for the evaluation report's figures, a quarter of one): trainer and
-#: evaluator tasks find them imported
-LATER = ("sklearn", "sklearn.exceptions", "sklearn.linear_model", "sklearn.metrics",
-         "sklearn.model_selection", "xgboost", "matplotlib.figure",
-         "matplotlib.backends.backend_agg")
+#: imported by later stages, one group each, each taking over once its group is in (sklearn
+#: alone can take seconds; xgboost then adds little): split, trainer and predict tasks find the
+#: first group imported; the tasks in FIGURE_COMPONENTS also matplotlib (a quarter of a second)
+LATER: tuple[tuple[str, ...], ...] = (
+    ("sklearn", "sklearn.exceptions", "sklearn.linear_model", "sklearn.metrics",
+     "sklearn.model_selection", "xgboost"),
+    ("matplotlib.figure", "matplotlib.backends.backend_agg"),
+)
+#: model components whose tasks draw the evaluation report's figures
+FIGURE_COMPONENTS = ("evaluate", "select")
 #: kfp 2.17.3's wrapper for lightweight Python components (kfp/dsl/component_factory.py)
 KFP_SCRIPT = textwrap.dedent('''\
                     program_path=$(mktemp -d)
@@ -93,14 +99,14 @@ def _startup_env(env: dict[str, str]) -> dict[str, str]:
     return {k: v for k, v in env.items() if k.startswith(STARTUP_PREFIXES)}
 
 
-def uses_model_libraries(request: dict[str, Any]) -> bool:
-    """Whether the request's component is one whose runtime imports LATER (kfp's executor is told
-    which function to run with `--function_to_execute NAME`)."""
+def stage_needed(request: dict[str, Any]) -> int:
+    """How many of LATER's groups the request's component imports: 0 for a data task (kfp's
+    executor is told which function to run with `--function_to_execute NAME`)."""
     args = request["args"]
     for flag, value in zip(args, args[1:], strict=False):
-        if flag == "--function_to_execute":
-            return value in MODEL_COMPONENTS
-    return False
+        if flag == "--function_to_execute" and value in MODEL_COMPONENTS:
+            return len(LATER) if value in FIGURE_COMPONENTS else min(1, len(LATER))
+    return 0
 
 
 def warm_request(full_command: list[str], env: dict[str, str],
@@ -183,8 +189,11 @@ class WarmWorker:
         self.cwd = os.getcwd()
         self._ready = threading.Event()
         self._failed = False
-        self._stage = 0  # the second stage's pid, once started
-        self._later = threading.Event()  # set when the second stage serves, or never will
+        self._lock = threading.Lock()
+        self._stages: list[int] = []  # the later stages' pids, in order, as they start
+        self._boosted = 0  # stages raised to normal priority: a task waits for them
+        #: per group of LATER: set when its stage serves, or never will
+        self._later = [threading.Event() for _ in LATER]
         self.process = subprocess.Popen(
             [sys.executable, "-m", __name__, self.path], stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, process_group=0,
@@ -192,26 +201,35 @@ class WarmWorker:
         threading.Thread(target=self._wait_ready, daemon=True).start()
 
     def _wait_ready(self) -> None:
-        """Read the worker's reports: `ready`, `stage PID`, then `later` from the second stage
-        once it serves; end of file (every stage closed the pipe) when it never will."""
+        """Read the worker's reports: `ready`, then `stage PID` as each later stage starts and
+        `later N` once the stage of LATER's N-th group serves; end of file (every stage closed
+        the pipe) when the rest never will."""
         assert self.process.stdout is not None
         line = self.process.stdout.readline()
         self._failed = line != b"ready\n"
         self._ready.set()
         for line in iter(self.process.stdout.readline, b""):
-            if line.startswith(b"stage "):
-                with contextlib.suppress(ValueError, IndexError):
-                    self._stage = int(line.split()[1])
-            elif line == b"later\n":
-                break
-        self._later.set()
+            with contextlib.suppress(ValueError, IndexError):
+                word, number = line.split()
+                if word == b"stage":
+                    with self._lock:
+                        self._stages.append(int(number))
+                        if len(self._stages) <= self._boosted:
+                            _normal_priority(int(number))
+                elif word == b"later" and 1 <= int(number) <= len(self._later):
+                    self._later[int(number) - 1].set()
+        for event in self._later:
+            event.set()
 
-    def _wait_for_later(self) -> None:
-        """Wait (bounded) for the second stage; it imports at idle priority until a task waits."""
-        if not self._later.is_set() and self._stage:
-            with contextlib.suppress(OSError):  # the same user's process: allowed (RLIMIT_NICE)
-                os.sched_setscheduler(self._stage, os.SCHED_OTHER, os.sched_param(0))
-        self._later.wait(READY_TIMEOUT)
+    def _wait_for_stage(self, level: int) -> None:
+        """Wait (bounded) for the stage of LATER's `level`-th group; it and the stages before it
+        import at idle priority until a task waits for them."""
+        if not self._later[level - 1].is_set():
+            with self._lock:
+                self._boosted = max(self._boosted, level)
+                for pid in self._stages[:level]:
+                    _normal_priority(pid)
+        self._later[level - 1].wait(READY_TIMEOUT)
 
     def submit(self, request: dict[str, Any]) -> WarmProcess | None:
         """Start a task; None when the worker cannot (the caller runs it cold)."""
@@ -219,8 +237,9 @@ class WarmWorker:
             return None
         if os.getcwd() != self.cwd:
             return None
-        if uses_model_libraries(request):
-            self._wait_for_later()
+        level = stage_needed(request)
+        if level:
+            self._wait_for_stage(level)
         read_end, write_end = os.pipe()
         conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
@@ -256,13 +275,19 @@ class WarmWorker:
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait()
-        _wait_gone(self._stage)  # killed with the first stage; gone before the run ends
+        for pid in self._stages:  # killed with the stage before; gone before the run ends
+            _wait_gone(pid)
         if self.process.stdout is not None:
             self.process.stdout.close()
         with contextlib.suppress(OSError):
             os.unlink(self.path)
         with contextlib.suppress(OSError):
             os.rmdir(self._dir)
+
+
+def _normal_priority(pid: int) -> None:
+    with contextlib.suppress(OSError):  # the same user's process: allowed (RLIMIT_NICE)
+        os.sched_setscheduler(pid, os.SCHED_OTHER, os.sched_param(0))
 
 
 # -- the worker's side ---------------------------------------------------------------------------
@@ -447,41 +472,43 @@ def _serve_until(listener: socket.socket, worker: int, handover: int | None,
             os.close(fd)
 
 
-_STAGE = [0]
-
-
-def _second_stage(listener: socket.socket) -> int | None:
-    """Fork a process that also imports LATER and then takes over serving (the first stage
-    stops accepting): tasks never wait for these imports. Returns the pipe it signals on."""
+def _next_stage(listener: socket.socket, groups: tuple[tuple[str, ...], ...], report: int,
+                own: list[int]) -> int:
+    """Fork a process that also imports `groups[0]` and then takes over serving (this stage
+    stops accepting), and starts the stage of `groups[1:]` in turn: tasks never wait for these
+    imports. It reports on `report`, the runner's pipe; `own`: this stage's descriptors, which
+    the new one closes. Returns the pipe it signals on."""
     read_end, write_end = os.pipe()
-    first = os.getpid()
+    parent = os.getpid()
     child = os.fork()
     if child != 0:
         os.close(write_end)
-        _STAGE[0] = child
+        # idle priority, set here so that it is set before the runner can raise it
+        with contextlib.suppress(OSError):
+            os.sched_setscheduler(child, os.SCHED_IDLE, os.sched_param(0))
+        with contextlib.suppress(OSError):
+            os.write(report, f"stage {child}\n".encode())
         return read_end
     os.close(read_end)
-    _prctl_death_signal(signal.SIGKILL)  # dies with the first stage (its guards then kill theirs)
-    if os.getppid() != first:
+    for fd in own:
+        os.close(fd)
+    _prctl_death_signal(signal.SIGKILL)  # dies with the stage before (its guards then kill theirs)
+    if os.getppid() != parent:
         os._exit(0)
-    report = os.dup(1)  # the runner's pipe: `later` once this stage serves
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 1)
-    os.close(devnull)
     import importlib
 
     try:  # imported on idle CPU only (the tasks running meanwhile are not slowed), then served
-        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))  # at the normal priority
-        for name in LATER:
+        for name in groups[0]:  # at the normal priority
             importlib.import_module(name)
         os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
-    except BaseException:  # noqa: BLE001 - the first stage keeps serving
+    except BaseException:  # noqa: BLE001 - the stage before keeps serving
         os._exit(0)
-    os.write(write_end, b"r")  # before `later`: the first stage has stopped accepting by then
+    os.write(write_end, b"r")  # before `later`: the stage before has stopped accepting by then
     with contextlib.suppress(OSError):
-        os.write(report, b"later\n")
+        os.write(report, f"later {len(LATER) - len(groups) + 1}\n".encode())
+    handover = _next_stage(listener, groups[1:], report, [write_end]) if len(groups) > 1 else None
     os.close(report)
-    _serve_until(listener, os.getpid(), None, [write_end])
+    _serve_until(listener, os.getpid(), handover, [write_end])
     os._exit(0)
 
 
@@ -500,16 +527,16 @@ def serve(path: str) -> None:
     listener.bind(path)
     os.umask(old_mask)
     listener.listen(64)
-    listener.setblocking(False)  # shared with the second stage: whoever accepts first serves
+    listener.setblocking(False)  # shared with the later stages: whoever accepts first serves
     os.write(1, b"ready\n")
-    handover = _second_stage(listener) if LATER else None
-    with contextlib.suppress(OSError):  # the runner waits for the second stage to be gone
-        os.write(1, f"stage {os.getpid() if handover is None else _STAGE[0]}\n".encode())
+    report = os.dup(1)  # the runner's pipe, for the stages' reports; tasks get /dev/null
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)
     os.close(devnull)
+    handover = _next_stage(listener, LATER, report, []) if LATER else None
+    os.close(report)
     _serve_until(listener, worker, handover, [])
-    while True:  # the second stage serves; the guards' death signal is tied to it, its to this
+    while True:  # a later stage serves; the guards' death signal is tied to it, its to this
         signal.pause()
 
 
