@@ -184,3 +184,19 @@ def test_the_task_runtime_fails_a_step_that_does_not_make_the_columns_it_declare
     with pytest.raises(LookupError, match=r"`forgetful` declares that it produces column\(s\) `made` but"):
         run.steps(pd.DataFrame({"a": [1]}), [])
     assert '"location": "recipe.yaml:7:5"' in capsys.readouterr().err
+
+
+def test_an_entry_point_naming_no_step_classes_is_refused_naming_it(monkeypatch) -> None:
+    """Unit test of the registry's discovery: `json:dumps` is importable but is not a step."""
+    from importlib import metadata
+
+    from skitflow.errors import SkitflowError
+    from skitflow.steps import registry
+
+    point = metadata.EntryPoint("not-steps", "json:dumps", registry.ENTRY_POINT_GROUP)
+    monkeypatch.setattr(metadata, "entry_points", lambda group: [point] if group == point.group else [])
+    with pytest.raises(SkitflowError) as caught:
+        registry.discover()
+    assert caught.value.exit_code == 1
+    assert "could not load steps from package `json:dumps` (entry point `not-steps`)" in str(caught.value)
+    assert "is not a Step class" in str(caught.value)
