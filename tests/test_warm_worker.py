@@ -233,92 +233,79 @@ def test_a_killed_runner_takes_its_warm_tasks_with_it(tmp_path: Path) -> None:
         kill_tree(runner)
 
 
-def test_the_second_stage_takes_over_and_the_first_serves_again_if_it_dies(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    from tests.test_run_faults import _stat_fields
+#: PROGRAM saying which of LATER's libraries the task found imported, and its scheduling
+STAGED_PROGRAM = PROGRAM.replace(
+    'print("preloaded"', 'print("later", "xgboost" in sys.modules, "figures", "matplotlib.figure" '
+    'in sys.modules, "policy", os.sched_getscheduler(0), os.nice(0))\nprint("preloaded"',
+) + "def train():\n    ok()\ndef evaluate():\n    ok()\n"
 
+
+@pytest.fixture
+def warm(monkeypatch: pytest.MonkeyPatch) -> Iterator[warm_worker.WarmWorker]:
+    """A started warm worker whose tasks import skitflow from this checkout."""
     monkeypatch.setenv("PYTHONPATH", str(REPO))
     monkeypatch.setenv(warm_worker.ENV_SWITCH, "1")
-    program = PROGRAM.replace('print("preloaded"', 'print("later", "xgboost" in sys.modules, '
-                              '"policy", os.sched_getscheduler(0), os.nice(0))\nprint("preloaded"')
     task_processes.start_warm_worker()
     try:
-        worker = task_processes._worker
-        assert worker is not None
-        deadline = time.monotonic() + 120
-        out = ""
-        while "later True" not in out and time.monotonic() < deadline:
-            code, out = run(kfp_command("ok", tmp_path, program), capsys)
-            assert code == 0 and "preloaded True" in out
-            time.sleep(0.5)
-        assert f"later True policy {os.SCHED_OTHER} {os.nice(0)}" in out  # the runner's priority
-        stages = [int(entry) for entry in os.listdir("/proc") if entry.isdigit()
-                  and (fields := _stat_fields(int(entry))) and int(fields[1]) == worker.process.pid]
-        assert len(stages) == 1
-        os.kill(stages[0], signal.SIGKILL)
-        time.sleep(0.5)
-        code, out = run(kfp_command("ok", tmp_path, program), capsys)
-        assert code == 0 and "preloaded True" in out and "later False" in out
+        assert task_processes._worker is not None
+        yield task_processes._worker
     finally:
         task_processes.stop_warm_worker()
+
+
+def children(pid: int) -> list[int]:
+    from tests.test_run_faults import _stat_fields
+
+    return [int(entry) for entry in os.listdir("/proc") if entry.isdigit()
+            and (fields := _stat_fields(int(entry))) and int(fields[1]) == pid]
+
+
+def test_the_second_stage_takes_over_and_the_first_serves_again_if_it_dies(
+        warm: warm_worker.WarmWorker, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    deadline = time.monotonic() + 120
+    out = ""
+    while "later True" not in out and time.monotonic() < deadline:
+        code, out = run(kfp_command("ok", tmp_path, STAGED_PROGRAM), capsys)
+        assert code == 0 and "preloaded True" in out
+        time.sleep(0.5)
+    assert "later True" in out and f"policy {os.SCHED_OTHER} {os.nice(0)}" in out  # the runner's
+    stages = children(warm.process.pid)
+    assert len(stages) == 1
+    os.kill(stages[0], signal.SIGKILL)  # the third stage, its child, dies with it
+    time.sleep(0.5)
+    code, out = run(kfp_command("ok", tmp_path, STAGED_PROGRAM), capsys)
+    assert code == 0 and "preloaded True" in out and "later False figures False" in out
 
 
 def test_a_model_task_waits_for_the_stage_with_the_model_libraries_and_a_data_task_does_not(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+        warm: warm_worker.WarmWorker, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Started at once after the worker: `train` (a MODEL_COMPONENTS function) finds xgboost
     imported, because it waited for the second stage; `evaluate` also finds matplotlib, because
     it waited for the third; `ok`, a data task, is served at once."""
-    monkeypatch.setenv("PYTHONPATH", str(REPO))
-    monkeypatch.setenv(warm_worker.ENV_SWITCH, "1")
-    program = PROGRAM.replace('print("preloaded"', 'print("later", "xgboost" in sys.modules, '
-                              '"figures", "matplotlib.figure" in sys.modules)\nprint("preloaded"')
-    program += "def train():\n    ok()\ndef evaluate():\n    ok()\n"
     assert "train" in warm_worker.MODEL_COMPONENTS and "ok" not in warm_worker.MODEL_COMPONENTS
     assert "evaluate" in warm_worker.FIGURE_COMPONENTS and "train" not in warm_worker.FIGURE_COMPONENTS
-    task_processes.start_warm_worker()
-    try:
-        code, out = run(kfp_command("ok", tmp_path, program), capsys)
-        assert code == 0 and "preloaded True" in out and "later False" in out
-        code, out = run(kfp_command("train", tmp_path, program), capsys)
-        assert code == 0 and "later True" in out and "env None" in out
-        code, out = run(kfp_command("evaluate", tmp_path, program), capsys)
-        assert code == 0 and "later True figures True" in out and "env None" in out
-    finally:
-        task_processes.stop_warm_worker()
+    code, out = run(kfp_command("ok", tmp_path, STAGED_PROGRAM), capsys)
+    assert code == 0 and "preloaded True" in out and "later False" in out
+    code, out = run(kfp_command("train", tmp_path, STAGED_PROGRAM), capsys)
+    assert code == 0 and "later True" in out and "env None" in out
+    code, out = run(kfp_command("evaluate", tmp_path, STAGED_PROGRAM), capsys)
+    assert code == 0 and "later True figures True" in out and "env None" in out
 
 
 def test_the_third_stage_takes_over_and_the_second_serves_again_if_it_dies(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+        warm: warm_worker.WarmWorker, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Each stage is forked by the one before; killing the last leaves the one before serving,
     with its own modules (xgboost) and without the last one's (matplotlib)."""
-    from tests.test_run_faults import _stat_fields
-
-    monkeypatch.setenv("PYTHONPATH", str(REPO))
-    monkeypatch.setenv(warm_worker.ENV_SWITCH, "1")
-    program = PROGRAM.replace('print("preloaded"', 'print("later", "xgboost" in sys.modules, '
-                              '"figures", "matplotlib.figure" in sys.modules)\nprint("preloaded"')
-    program += "def evaluate():\n    ok()\n"
-    task_processes.start_warm_worker()
-    try:
-        worker = task_processes._worker
-        assert worker is not None
-        code, out = run(kfp_command("evaluate", tmp_path, program), capsys)
-        assert code == 0 and "later True figures True" in out
-
-        def children(pid: int) -> list[int]:
-            return [int(entry) for entry in os.listdir("/proc") if entry.isdigit()
-                    and (fields := _stat_fields(int(entry))) and int(fields[1]) == pid]
-
-        second = children(worker.process.pid)
-        assert len(second) == 1
-        third = children(second[0])
-        assert len(third) == 1 and third == worker._stages[1:]
-        os.kill(third[0], signal.SIGKILL)
-        time.sleep(0.5)
-        code, out = run(kfp_command("ok", tmp_path, program), capsys)
-        assert code == 0 and "later True figures False" in out
-    finally:
-        task_processes.stop_warm_worker()
+    code, out = run(kfp_command("evaluate", tmp_path, STAGED_PROGRAM), capsys)
+    assert code == 0 and "later True figures True" in out
+    second = children(warm.process.pid)
+    assert len(second) == 1
+    third = children(second[0])
+    assert len(third) == 1 and third == warm._stages[1:]
+    os.kill(third[0], signal.SIGKILL)
+    time.sleep(0.5)
+    code, out = run(kfp_command("ok", tmp_path, STAGED_PROGRAM), capsys)
+    assert code == 0 and "later True figures False" in out
 
 
 def test_a_large_request_arrives_whole(mode: str, tmp_path: Path,
