@@ -39,6 +39,8 @@ class StepSettings(BaseModel):
 
     Validators are built when a step's settings are first validated (`defer_build`), so a
     command pays only for the steps its recipe uses, not for every step in the same module.
+    pydantic builds them under a lock from 2.14 on (before, two threads validating a step's
+    settings for the first time at once could see a half-built model), hence the requirement.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
