@@ -24,7 +24,7 @@ xgboost, then matplotlib. A task of a component that uses them (split, train, ev
 `compile.components.MODEL_COMPONENTS`) waits for the stage it needs (`stage_needed`: the last
 for the tasks that draw the report's figures) instead of importing them itself, which took
 longer than the wait: a stage imports at idle priority, raised to normal once a task waits for
-it. The split task no longer waits for matplotlib.
+it.
 """
 
 from __future__ import annotations
@@ -105,7 +105,7 @@ def stage_needed(request: dict[str, Any]) -> int:
     args = request["args"]
     for flag, value in zip(args, args[1:], strict=False):
         if flag == "--function_to_execute" and value in MODEL_COMPONENTS:
-            return len(LATER) if value in FIGURE_COMPONENTS else min(1, len(LATER))
+            return len(LATER) if value in FIGURE_COMPONENTS else 1
     return 0
 
 

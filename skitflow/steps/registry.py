@@ -162,8 +162,10 @@ def discover() -> Registry:
     entries: list[Registered] = []
     lazy: dict[tuple[str, str], str] = {}
     for point in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda p: p.value):
-        if point.value == BUILTIN_ENTRY_POINT:  # our own list, whoever declares it: no need to
-            lazy.update(BUILTIN_MODULES)        # read (parse) the distribution's metadata
+        # skitflow's own list, whichever distribution declares it: recognised by its value,
+        # without reading (parsing) the distribution's metadata for its name
+        if point.value == BUILTIN_ENTRY_POINT:
+            lazy.update(BUILTIN_MODULES)
             continue
         package = point.dist.name if point.dist is not None else point.value
         try:
