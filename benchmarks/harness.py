@@ -23,6 +23,11 @@ from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
 
+#: The least any pydantic validation of a recipe costs, as `python -c PYDANTIC_FLOOR RECIPE`:
+#: yaml, pydantic's BaseModel and importlib.metadata (pydantic's plugin loader imports it, as does
+#: the step registry's scan) imported, one model built, the recipe parsed.
+PYDANTIC_FLOOR = ("import sys, yaml, importlib.metadata\nfrom pydantic import BaseModel\n"
+                  "class One(BaseModel):\n    x: int\nOne(x=1); yaml.safe_load(open(sys.argv[1]))")
 GNU_TIME = "/usr/bin/time" if os.access("/usr/bin/time", os.X_OK) else None
 _PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
 

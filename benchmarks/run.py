@@ -32,7 +32,15 @@ sys.path.insert(0, str(BENCH))
 sys.path.insert(0, str(ROOT / "examples"))
 
 from chains import write_chain  # noqa: E402
-from harness import Comparison, Sample, alternate, clean, machine_facts, measure  # noqa: E402
+from harness import (  # noqa: E402
+    PYDANTIC_FLOOR,
+    Comparison,
+    Sample,
+    alternate,
+    clean,
+    machine_facts,
+    measure,
+)
 from report import write_reports  # noqa: E402
 
 #: the interpreter of every measured command: the repository's .venv when there is one, else this one
@@ -158,13 +166,9 @@ def bench_validate(cfg: Config) -> dict:
         lambda i: run([PYTHON, "-c", parse], logs("validate") / f"baseline-{i}.log"),
         cfg.reps(5, 2), warmup=1,
     )
-    # the least any pydantic validation of it costs: yaml, pydantic's BaseModel and
-    # importlib.metadata (pydantic's plugin loader imports it; so does the plugin scan), one model
-    floor = (f"import yaml, importlib.metadata\nfrom pydantic import BaseModel\n"
-             f"class One(BaseModel):\n    x: int\nOne(x=1); yaml.safe_load(open({SEED!r}))")
     floors = alternate(
         lambda i: run([*SKITFLOW, "validate", SEED], logs("validate") / f"skitflow-floor-{i}.log"),
-        lambda i: run([PYTHON, "-c", floor], logs("validate") / f"floor-{i}.log"),
+        lambda i: run([PYTHON, "-c", PYDANTIC_FLOOR, SEED], logs("validate") / f"floor-{i}.log"),
         cfg.reps(5, 2), names=("skitflow", "floor"))
     probe_log = logs("validate") / "modules.log"
     run([PYTHON, "-c", _MODULES_PROBE, SEED], probe_log)
@@ -180,7 +184,7 @@ def bench_validate(cfg: Config) -> dict:
                     "pydantic_floor_s": floors.median("floor", "wall_s"),
                     "skitflow_beside_floor_s": floors.median("skitflow", "wall_s")},
         "commands": {"skitflow": f"skitflow validate {SEED}", "baseline": f"python -c {parse!r}",
-                     "floor": f"python -c {floor!r}"},
+                     "floor": f"python -c {PYDANTIC_FLOOR!r} {SEED}"},
     }
 
 

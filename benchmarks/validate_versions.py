@@ -24,12 +24,15 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+sys.path.insert(0, str(BENCH))
+
+from harness import PYDANTIC_FLOOR  # noqa: E402
+
 #: the console script's own code, with the checkout to import skitflow from put first
 MAIN = ("import os, sys; sys.path.insert(0, os.environ['SKITFLOW_SOURCE']); "
         "sys.argv = ['skitflow', 'validate', sys.argv[1]]; from skitflow.cli import main; main()")
-FLOOR = ("import sys, yaml, importlib.metadata\nfrom pydantic import BaseModel\n"
-         "class One(BaseModel):\n    x: int\nOne(x=1); yaml.safe_load(open(sys.argv[1]))")
 
 
 def timed(command: list[str], env: dict[str, str]) -> float:
@@ -60,7 +63,7 @@ def main() -> None:
         sides = {
             "base": ([sys.executable, "-c", MAIN, args.recipe], {**env, "SKITFLOW_SOURCE": str(base)}),
             "checkout": ([sys.executable, "-c", MAIN, args.recipe], {**env, "SKITFLOW_SOURCE": str(ROOT)}),
-            "floor": ([sys.executable, "-c", FLOOR, args.recipe], env),
+            "floor": ([sys.executable, "-c", PYDANTIC_FLOOR, args.recipe], env),
         }
         for command, side_env in sides.values():  # warm the caches
             timed(command, side_env)
