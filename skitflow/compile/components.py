@@ -77,6 +77,8 @@ _DOCS = {
 #: Components whose runtime imports the model libraries (sklearn, xgboost): in a local run they
 #: wait for the warm worker's stage that has them imported (run/warm_worker.py).
 MODEL_COMPONENTS = ("split", "train", "predict", "predict_trained", "evaluate", "select")
+#: Of those, the components whose runtime also draws the evaluation report's figures (matplotlib).
+FIGURE_COMPONENTS = ("evaluate", "select")
 PARAM_PREFIX = "param_"
 #: `run.<name>` -> the component input that carries it (the value of a kfp run placeholder).
 RUN_INPUTS = {"id": "run_id", "name": "run_name", "date": "run_created"}

@@ -43,7 +43,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from skitflow.compile.components import MODEL_COMPONENTS
+from skitflow.compile.components import FIGURE_COMPONENTS, MODEL_COMPONENTS
 
 #: set to 0 to run every task in a fresh interpreter
 ENV_SWITCH = "SKITFLOW_WARM_WORKER"
@@ -62,8 +62,6 @@ LATER: tuple[tuple[str, ...], ...] = (
      "sklearn.model_selection", "xgboost"),
     ("matplotlib.figure", "matplotlib.backends.backend_agg"),
 )
-#: model components whose tasks draw the evaluation report's figures
-FIGURE_COMPONENTS = ("evaluate", "select")
 #: kfp 2.17.3's wrapper for lightweight Python components (kfp/dsl/component_factory.py)
 KFP_SCRIPT = textwrap.dedent('''\
                     program_path=$(mktemp -d)
@@ -85,7 +83,7 @@ STARTUP_PREFIXES = ("PYTHON", "LD_", "LC_", "LANG", "TZ", "OMP_", "KMP_", "GOMP_
 MAX_ARG = 131072
 MAX_EXEC = 1 << 20
 #: seconds the first task waits for the worker's imports before it runs cold (and a model task
-#: for the second stage's, before it is served by the first)
+#: for its stage's, before it is served by an earlier stage)
 READY_TIMEOUT = 30.0
 
 _HEADER = struct.Struct("!I")
