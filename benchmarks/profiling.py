@@ -189,12 +189,22 @@ profile.dump_stats(prof)
 
 
 def _specs(package: Path) -> dict[str, str]:
+    """Each task's spec, by the runtime function its executor runs (prepare, split, train...)."""
     import yaml
 
     spec = next(yaml.safe_load_all(package.read_text()))
-    tasks = spec["root"]["dag"]["tasks"]
-    return {name: t["inputs"]["parameters"]["spec"]["runtimeValue"]["constant"]
-            for name, t in tasks.items() if "spec" in t.get("inputs", {}).get("parameters", {})}
+    executors = spec["deploymentSpec"]["executors"]
+    components = spec["components"]
+    found = {}
+    for task in spec["root"]["dag"]["tasks"].values():
+        parameters = task.get("inputs", {}).get("parameters", {})
+        if "spec" not in parameters:
+            continue
+        executor = components[task["componentRef"]["name"]]["executorLabel"]
+        args = executors[executor]["container"]["args"]
+        function = args[args.index("--function_to_execute") + 1]
+        found.setdefault(function, parameters["spec"]["runtimeValue"]["constant"])
+    return found
 
 
 def task_profiles(rows: int) -> str:
@@ -206,10 +216,10 @@ def task_profiles(rows: int) -> str:
     a = work / "artifacts"
     a.mkdir(parents=True, exist_ok=True)
     plan = [  # task function, its spec, its artifacts, the pipeline parameters it uses
-        ("prepare", specs["csv-to-standardize"], [a / "prepared"], {"data": str(data)}),
-        ("split", specs["split-train-test"], [a / "prepared", a / "train", a / "test"], {}),
-        ("train", specs["train-xgboost"], [a / "train", a / "model"], {}),
-        ("evaluate", specs["evaluate-classification"],
+        ("prepare", specs["prepare"], [a / "prepared"], {"data": str(data)}),
+        ("split", specs["split"], [a / "prepared", a / "train", a / "test"], {}),
+        ("train", specs["train"], [a / "train", a / "model"], {}),
+        ("evaluate", specs["evaluate"],
          [a / "model", a / "test", a / "metrics", a / "classification", a / "report"],
          {"min_f1": 0.5}),
     ]

@@ -391,3 +391,45 @@ def test_feature_names_and_importance_name_text_features_by_their_terms(tmp_path
     ranked = dict(bundle.feature_importance())
     assert max(ranked, key=ranked.get).split(":")[-1] in {"bill", "password"}  # the words that decide
     assert all(v > 0 for v in ranked.values())
+
+
+def _frame_with_text_and_gaps() -> pd.DataFrame:
+    return pd.DataFrame({
+        "utterance": ["hello there", None, "cancel my plan", "", "café ☕"] * 40,
+        "minutes": [1.5, None, 3.0, 0.0, -2.25] * 40,
+        "turns": [1, 2, 3, 4, 5] * 40,
+        "channel": pd.Categorical(["voice", "chat", "voice", "sms", "chat"] * 40),
+    })
+
+
+def test_frame_hash_is_of_the_values_not_of_their_layout_in_memory() -> None:
+    """The same rows hash the same whether they are one array, a slice or pieces put together,
+    and any change to a value, the row order, a name or a type changes the hash."""
+    from skitflow.steps.estimators import frame_hash
+
+    frame = _frame_with_text_and_gaps()
+    digest = frame_hash(frame)
+    assert len(digest) == 64
+    pieces = pd.concat([frame.iloc[:7], frame.iloc[7:101], frame.iloc[101:]], ignore_index=True)
+    assert frame_hash(pieces) == digest
+    # rows 5.. repeat rows 0.. (period 5): a slice with an offset hashes like a fresh frame
+    assert frame_hash(frame.iloc[5:105].reset_index(drop=True)) == frame_hash(frame.iloc[:100])
+    assert frame_hash(frame.copy(deep=True)) == digest
+
+    changed = frame.copy()
+    changed.loc[17, "utterance"] = "hello therf"
+    reordered = frame.iloc[::-1].reset_index(drop=True)
+    renamed = frame.rename(columns={"turns": "turn"})
+    retyped = frame.astype({"turns": "float64"})
+    for other in (changed, reordered, renamed, retyped, frame.iloc[:-1]):
+        assert frame_hash(other) != digest
+
+
+def test_frame_hash_of_frames_arrow_cannot_type_falls_back_to_pandas_row_hashes() -> None:
+    from skitflow.steps.estimators import frame_hash
+
+    mixed = pd.DataFrame({"value": [1, "one", 1.5], "n": [1, 2, 3]})
+    digest = frame_hash(mixed)
+    assert len(digest) == 64 and digest == frame_hash(mixed.copy())
+    assert frame_hash(mixed.assign(n=[1, 2, 4])) != digest
+    assert len(frame_hash(pd.DataFrame({"a": pd.Series([], dtype="int64")}))) == 64
