@@ -25,6 +25,7 @@ from skitflow.util.atomic import write_text
 from skitflow.util.datasets import NotStreamable, chunk_writer, read_dataset, write_dataset
 from skitflow.util.imports import gc_paused
 from skitflow.util.metadata import bounded
+from skitflow.util.overlap import read_ahead, write_behind
 from skitflow.util.redact import redact
 
 FAILURE_MARKER = "SKITFLOW-FAILURE "
@@ -238,8 +239,9 @@ class _TaskRun:
         counts = [[0, 0, 0.0] for _ in range(len(calls) + 1)]  # rows in, rows out, seconds
         columns: list[str] = []
         try:
-            with chunk_writer(out.path, self.spec.get("format", "parquet")) as write:
-                chunks = iter(batches)
+            # the next chunk is parsed, and the last one written, while this one is transformed
+            with chunk_writer(out.path, self.spec.get("format", "parquet")) as write_now, \
+                    write_behind(write_now) as write, read_ahead(batches) as chunks:
                 while True:
                     started = time.perf_counter()
                     frame = next(chunks, None)
