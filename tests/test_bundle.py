@@ -433,3 +433,34 @@ def test_frame_hash_of_frames_arrow_cannot_type_falls_back_to_pandas_row_hashes(
     assert len(digest) == 64 and digest == frame_hash(mixed.copy())
     assert frame_hash(mixed.assign(n=[1, 2, 4])) != digest
     assert len(frame_hash(pd.DataFrame({"a": pd.Series([], dtype="int64")}))) == 64
+
+
+def test_the_train_digest_is_of_the_rows_as_given_even_when_a_step_changes_them_in_place(
+        tmp_path: Path) -> None:
+    """The digest is made while the chain fits; a (plugin) step that writes into its frame in
+    place must change neither the caller's rows nor the digest of them."""
+    from skitflow.steps.base import FittedTransform, StepSettings
+    from skitflow.steps.estimators import frame_hash
+
+    class Settings(StepSettings):
+        column: str
+
+    class ScaleInPlace(FittedTransform):
+        name = "scale_in_place"
+
+        def fit(self, frame: pd.DataFrame, settings: Settings) -> dict:
+            frame.loc[:, settings.column] = frame[settings.column] * 1000.0  # in place
+            frame.fillna({settings.column: 0.0}, inplace=True)
+            return {}
+
+        def apply(self, state: dict, frame: pd.DataFrame, settings: Settings) -> pd.DataFrame:
+            return frame
+
+    ScaleInPlace.Settings = Settings  # type: ignore[attr-defined]
+    frame = utterances()
+    before = frame.copy(deep=True)
+    path = str(tmp_path / "model.zip")
+    meta = train_bundle(frame, chain((ScaleInPlace(), {"column": "duration"}, "model")), Linear(),
+                        Linear.Settings(target="intent", features=["duration"]), path, ctx())
+    pd.testing.assert_frame_equal(frame, before)
+    assert meta["train_data_sha256"] == frame_hash(before)

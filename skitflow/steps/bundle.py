@@ -419,7 +419,7 @@ def train_bundle(
     """
     log = ctx.log or (lambda _line: None)
     columns_in = [str(c) for c in frame.columns]
-    rows = chain.fit(Rows(frame), log)
+    train_data_sha256, rows = _digest_while_fitting(frame, chain, log)
     trained = trainer.fit(rows, settings, ctx)  # type: ignore[attr-defined]
     metadata = {
         **trained.metadata,
@@ -433,7 +433,7 @@ def train_bundle(
                   for i in chain.steps],
         "ignored_columns": ignored_columns(rows.frame, trained.design, settings),
         "train_rows": len(frame),
-        "train_data_sha256": frame_hash(frame),
+        "train_data_sha256": train_data_sha256,
         **dict(extra or {}),
     }
     bundle = Bundle(chain, trained.model, trained.design, json.loads(json.dumps(metadata, default=_jsonable)))
@@ -441,6 +441,27 @@ def train_bundle(
     log(f"model bundle written: {size:,} bytes ({trained.model.library}, "
         f"{len(chain.steps)} preprocessing step(s))")
     return {**bundle.metadata, "bundle_bytes": size}
+
+
+def _digest_while_fitting(frame: pd.DataFrame, chain: Chain, log: Any) -> tuple[str, Rows]:
+    """The train rows' digest (`frame_hash`, of the rows as given) and the fitted chain's rows.
+
+    pyarrow and hashlib release the GIL, so the digest is made on a second core while the
+    chain fits (0.4 s -> 0.2 s for both at 776,000 rows). That is safe only under pandas'
+    copy-on-write (pandas 3, or the option set): the chain then works on a shallow copy, and a
+    step that changes it in place changes its own copy, never the rows being hashed.
+    """
+    import pandas as pd
+
+    if not (int(pd.__version__.split(".")[0]) >= 3 or pd.options.mode.copy_on_write is True):
+        digest = frame_hash(frame)
+        return digest, chain.fit(Rows(frame), log)
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1, thread_name_prefix="skitflow-digest") as pool:
+        pending = pool.submit(frame_hash, frame)
+        rows = chain.fit(Rows(frame.copy(deep=False)), log)
+        return pending.result(), rows
 
 
 def ignored_columns(frame: pd.DataFrame, design: Design, settings: Any) -> dict[str, str]:
