@@ -1,4 +1,4 @@
-"""read_ahead and write_behind: order, bounded look-ahead, errors where the caller expects
+"""read_ahead, write_behind and side_by_side: order, bounded look-ahead, errors where the caller expects
 them, and no thread or open generator left behind (skitflow.util.overlap)."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from skitflow.util.overlap import read_ahead, write_behind
+from skitflow.util.overlap import read_ahead, side_by_side, write_behind
 
 WAIT = 10.0  # seconds: only reached when the behaviour under test is broken
 
@@ -139,3 +139,44 @@ def test_the_callers_error_wins_and_the_pending_write_finishes_first() -> None:
         release.set()
         raise KeyError("the caller failed")
     assert finished.is_set() and not _threads()
+
+
+def test_side_by_side_runs_both_at_once_and_returns_both_results() -> None:
+    started = threading.Event()
+
+    def background() -> str:
+        started.set()
+        return "digest"
+
+    def foreground() -> str:
+        assert started.wait(WAIT)  # the background ran while this one was running
+        return "rows"
+
+    assert side_by_side(background, foreground) == ("digest", "rows")
+    assert not _threads()
+
+
+def test_side_by_side_raises_the_foregrounds_error_after_both_finished() -> None:
+    finished = threading.Event()
+    release = threading.Event()
+
+    def background() -> None:
+        assert release.wait(WAIT)
+        finished.set()
+        raise OSError("the background failed too")
+
+    def foreground() -> None:
+        release.set()
+        raise KeyError("the foreground failed")
+
+    with pytest.raises(KeyError):
+        side_by_side(background, foreground)
+    assert finished.is_set() and not _threads()
+
+
+def test_side_by_side_raises_the_backgrounds_error() -> None:
+    def background() -> None:
+        raise OSError("cannot write test")
+
+    with pytest.raises(OSError, match="cannot write test"):
+        side_by_side(background, lambda: "train written")

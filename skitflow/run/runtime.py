@@ -25,7 +25,7 @@ from skitflow.util.atomic import write_text
 from skitflow.util.datasets import NotStreamable, chunk_writer, read_dataset, write_dataset
 from skitflow.util.imports import gc_paused
 from skitflow.util.metadata import bounded
-from skitflow.util.overlap import read_ahead, write_behind
+from skitflow.util.overlap import read_ahead, side_by_side, write_behind
 from skitflow.util.redact import redact
 
 FAILURE_MARKER = "SKITFLOW-FAILURE "
@@ -468,11 +468,15 @@ def split(data: Any, train: Any, test: Any, spec: str, params: Mapping[str, Any]
             run.failed(call, exc)
             raise
     file_format = run.spec.get("format", "parquet")
-    for artifact, part in ((train, train_frame), (test, test_frame)):
+    checked = {"expectations": run.expectations} if run.expectations else {}
+
+    def publish(artifact: Any, part: Any) -> None:
         write_dataset(part, artifact.path, file_format)
-        checked = {"expectations": run.expectations} if run.expectations else {}
         artifact.metadata.update(bounded({"rows": len(part), "columns": [str(c) for c in part.columns],
                                           "format": file_format, **checked}))
+
+    # test is written on a second core while train is (pyarrow's writer releases the GIL)
+    side_by_side(lambda: publish(test, test_frame), lambda: publish(train, train_frame))
     run.record_identity(train, test)
     run.log(f"{call.step.name}: {len(frame)} rows -> train {len(train_frame)}, test {len(test_frame)}")
     return SplitOutputs(len(train_frame), len(test_frame))

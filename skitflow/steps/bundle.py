@@ -456,12 +456,10 @@ def _digest_while_fitting(frame: pd.DataFrame, chain: Chain, log: Any) -> tuple[
     if not (int(pd.__version__.split(".")[0]) >= 3 or pd.options.mode.copy_on_write is True):
         digest = frame_hash(frame)
         return digest, chain.fit(Rows(frame), log)
-    from concurrent.futures import ThreadPoolExecutor
+    from skitflow.util.overlap import side_by_side
 
-    with ThreadPoolExecutor(1, thread_name_prefix="skitflow-digest") as pool:
-        pending = pool.submit(frame_hash, frame)
-        rows = chain.fit(Rows(frame.copy(deep=False)), log)
-        return pending.result(), rows
+    shallow = frame.copy(deep=False)
+    return side_by_side(lambda: frame_hash(frame), lambda: chain.fit(Rows(shallow), log))
 
 
 def ignored_columns(frame: pd.DataFrame, design: Design, settings: Any) -> dict[str, str]:

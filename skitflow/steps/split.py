@@ -106,8 +106,13 @@ class TrainTest(SplitStep):
                 f"cannot split {n} rows with test_size={settings.test_size}: {exc}",
                 hint="lower `test_size`/`train_size`, or give them as fractions",
             ) from exc
-        train = frame.iloc[train_idx].reset_index(drop=True)
-        test = frame.iloc[test_idx].reset_index(drop=True)
+        from skitflow.util.overlap import side_by_side
+
+        def rows(indices: Any) -> pd.DataFrame:
+            return frame.iloc[indices].reset_index(drop=True)
+
+        # the test rows are gathered on a second core (pyarrow's take releases the GIL)
+        test, train = side_by_side(lambda: rows(test_idx), lambda: rows(train_idx))
         return train, test
 
 

@@ -1,14 +1,19 @@
-"""Overlapping a streamed task's reading and writing with its work on the current chunk.
+"""Overlapping I/O and C-level work with the work of the current thread, on a second core.
 
-A streamed data-prep task reads a chunk, transforms it, writes it, and so on. The CSV parser
-and the Parquet writer spend most of their time in C code that releases the GIL, so on a
-machine with a second core the next chunk can be parsed, and the last one written, while the
-transforms work on the current one (the 1,000,000-row benchmark's data prep: 0.82 s -> 0.58 s).
+The CSV parser, the Parquet reader and writer, pyarrow's kernels and hashlib spend most of
+their time in C code that releases the GIL, so on a machine with a second core some of a
+task's work can run beside the rest:
 
-Both helpers keep order and hold at most one chunk beyond the one being worked on, so memory
-stays bounded by the chunk size. An error on either side reaches the caller as if nothing ran
-in the background: the reader's at the next chunk, the writer's at the next write or on leaving
-the block. Leaving a block, for any reason, waits for the background thread to stop.
+- `read_ahead` and `write_behind`: a streamed data-prep task parses the next chunk, and writes
+  the last one, while its transforms work on the current one (the 1,000,000-row benchmark's
+  data prep: 0.82 s -> 0.58 s). Both keep order and hold at most one chunk beyond the one being
+  worked on, so memory stays bounded by the chunk size. An error on either side reaches the
+  caller as if nothing ran in the background: the reader's at the next chunk, the writer's at
+  the next write or on leaving the block.
+- `side_by_side`: two independent pieces of one task at once (the train rows' digest beside
+  the preprocessing chain's fit; the test rows beside the train rows in the split).
+
+Whatever happens, the background thread has stopped when a helper returns or raises.
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+A = TypeVar("A")
+B = TypeVar("B")
 
 _DONE = object()
 _POLL_SECONDS = 0.05  # how often a blocked reader checks whether the caller has gone
@@ -97,6 +104,24 @@ def write_behind(write: Callable[[T], None]) -> Iterator[Callable[[T], None]]:
             raise
         for future in pending:
             future.result()
+
+
+def side_by_side(background: Callable[[], A], foreground: Callable[[], B]) -> tuple[A, B]:
+    """`background()` on a second thread while `foreground()` runs on this one; both results.
+
+    Worth it where at least one of them spends its time in C code that releases the GIL
+    (pyarrow, hashlib, numpy's take). The foreground's error wins; either way both have
+    finished when this returns or raises.
+    """
+    with ThreadPoolExecutor(1, thread_name_prefix="skitflow-side-by-side") as pool:
+        pending = pool.submit(background)
+        try:
+            ahead = foreground()
+        except BaseException:
+            with contextlib.suppress(BaseException):
+                pending.result()
+            raise
+        return pending.result(), ahead
 
 
 class _Raised:
