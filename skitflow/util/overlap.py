@@ -116,12 +116,12 @@ def side_by_side(background: Callable[[], A], foreground: Callable[[], B]) -> tu
     with ThreadPoolExecutor(1, thread_name_prefix="skitflow-side-by-side") as pool:
         pending = pool.submit(background)
         try:
-            ahead = foreground()
+            here = foreground()
         except BaseException:
             with contextlib.suppress(BaseException):
                 pending.result()
             raise
-        return pending.result(), ahead
+        return pending.result(), here
 
 
 class _Raised:
