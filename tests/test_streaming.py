@@ -207,3 +207,40 @@ def test_a_step_without_the_streamable_flag_gets_the_whole_frame() -> None:
             return frame
 
     assert Plugin().streamer(StepSettings()) is None
+
+
+def test_each_step_is_timed_by_its_own_work_while_the_source_reads_ahead(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """The source makes its chunks on another thread while the transforms work: its seconds in
+    the step history are the time it spent making them, not the (shorter) wait for them."""
+    import time
+
+    from skitflow.steps.sources import CsvSource
+    from skitflow.steps.transforms import Lowercase
+
+    source_pause, step_pause, chunks = 0.05, 0.1, 4
+    read_chunks, streamer = CsvSource._batches, Lowercase.streamer
+
+    def slow_chunks(self: Any, *args: Any) -> Any:
+        for frame in read_chunks(self, *args):
+            time.sleep(source_pause)
+            yield frame
+
+    def slow_streamer(self: Any, settings: Any) -> Any:
+        step = streamer(self, settings)
+
+        def slow(frame: Any) -> Any:
+            time.sleep(step_pause)
+            return step(frame)
+
+        return slow
+
+    monkeypatch.setattr(CsvSource, "_batches", slow_chunks)
+    monkeypatch.setattr(Lowercase, "streamer", slow_streamer)
+    data = write(tmp_path, "id,text\n" + "".join(f"{i},T{i}\n" for i in range(2 * chunks)))
+    task = spec({"path": data}, [("lowercase", {"columns": ["text"]})])
+    _, out, _, log = prepare(tmp_path, monkeypatch, capsys, task, 2, "chunked")
+    assert f"streamed {2 * chunks} rows" in log
+    seconds = {entry["step"]: entry["seconds"] for entry in out.metadata["steps"]}
+    assert seconds["csv"] >= chunks * source_pause
+    assert seconds["lowercase"] >= chunks * step_pause

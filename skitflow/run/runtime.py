@@ -243,9 +243,7 @@ class _TaskRun:
             with chunk_writer(out.path, self.spec.get("format", "parquet")) as write_now, \
                     write_behind(write_now) as write, read_ahead(batches) as chunks:
                 while True:
-                    started = time.perf_counter()
                     frame = next(chunks, None)
-                    counts[0][2] += time.perf_counter() - started
                     if frame is None:
                         break
                     counts[0][1] += len(frame)
@@ -258,6 +256,7 @@ class _TaskRun:
                         count[2] += time.perf_counter() - started
                     columns = [str(c) for c in frame.columns]
                     write(frame)
+                counts[0][2] = chunks.seconds  # the source's own time, in the reading thread
                 if counts[0][1] == 0:  # the empty source's rules (on_empty) are the other path's
                     raise NotStreamable("the source returned no rows")
         except Exception as exc:  # noqa: BLE001 - the whole-frame run reports real errors

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -33,11 +34,34 @@ _DONE = object()
 _POLL_SECONDS = 0.05  # how often a blocked reader checks whether the caller has gone
 
 
+class Ahead(Iterator[T]):
+    """The items `read_ahead` hands over, and `seconds`: the time its thread spent making them
+    (what the source cost, which the caller's wait for each item no longer shows)."""
+
+    def __init__(self, ready: queue.Queue[Any]) -> None:
+        self._ready = ready
+        self._done = False
+        self.seconds = 0.0
+
+    def __next__(self) -> T:
+        if self._done:
+            raise StopIteration
+        item = self._ready.get()
+        if item is _DONE:
+            self._done = True
+            raise StopIteration
+        if isinstance(item, _Raised):
+            self._done = True
+            raise item.error
+        return item  # type: ignore[no-any-return]
+
+
 @contextlib.contextmanager
-def read_ahead(items: Iterable[T]) -> Iterator[Iterator[T]]:
+def read_ahead(items: Iterable[T]) -> Iterator[Ahead[T]]:
     """`items`, produced one step ahead by a background thread (which also closes them)."""
     ready: queue.Queue[Any] = queue.Queue(maxsize=1)
     stop = threading.Event()
+    ahead: Ahead[T] = Ahead(ready)
 
     def hand_over(item: Any) -> bool:
         while not stop.is_set():
@@ -51,7 +75,12 @@ def read_ahead(items: Iterable[T]) -> Iterator[Iterator[T]]:
     def produce() -> None:
         source = iter(items)
         try:
-            for item in source:
+            while True:
+                started = time.perf_counter()
+                item = next(source, _DONE)
+                ahead.seconds += time.perf_counter() - started
+                if item is _DONE:
+                    break
                 if not hand_over(item) or stop.is_set():
                     return
             hand_over(_DONE)
@@ -62,19 +91,10 @@ def read_ahead(items: Iterable[T]) -> Iterator[Iterator[T]]:
             if close is not None:
                 close()  # a generator's files are closed by the thread that ran it
 
-    def consume() -> Iterator[T]:
-        while True:
-            item = ready.get()
-            if item is _DONE:
-                return
-            if isinstance(item, _Raised):
-                raise item.error
-            yield item
-
     producer = threading.Thread(target=produce, name="skitflow-read-ahead", daemon=True)
     producer.start()
     try:
-        yield consume()
+        yield ahead
     finally:
         stop.set()
         with contextlib.suppress(queue.Empty):
